@@ -1,0 +1,66 @@
+"""`facewatch`: one sub-command per module in appliance.commands, imported only when run."""
+import argparse
+import importlib
+import logging
+import sys
+
+from appliance import __version__
+from appliance.errors import EXIT_FAILURE, EXIT_USAGE, FacewatchError
+
+COMMANDS = (
+    ("run", "appliance.commands.run", "the daemon, in the foreground (what systemd starts)"),
+    ("demo", "appliance.commands.demo", "the whole daemon on a bundled clip, CPU backend, no camera or broker needed"),
+    ("detect", "appliance.commands.detect", "one-shot face detection on images"),
+    ("engines", "appliance.commands.engines", "build, check and list inference engines"),
+    ("calibrate", "appliance.commands.calibrate", "make an INT8 calibration table and Q/DQ model from images"),
+    ("ctl", "appliance.commands.ctl", "remote client: sign and send a command, print replies"),
+    ("doctor", "appliance.commands.doctor", "environment report"),
+    ("check-config", "appliance.commands.check_config", "validate a config file and explain every error"),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, "{}: error: {}\n".format(self.prog, message))
+
+
+def available_commands():
+    """The commands whose modules exist in this build."""
+    found = []
+    for name, module_name, help_text in COMMANDS:
+        try:
+            found.append((name, importlib.import_module(module_name), help_text))
+        except ImportError as exc:
+            if exc.name != module_name:
+                raise
+    return found
+
+
+def build_parser():
+    parser = _Parser(prog="facewatch", description="Face detection appliance for NVIDIA Jetson and Linux.")
+    parser.add_argument("--version", action="version", version="facewatch " + __version__)
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, module, help_text in available_commands():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except FacewatchError as exc:
+        print("facewatch {}: {}".format(args.command, exc), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return EXIT_FAILURE

@@ -1,0 +1,122 @@
+"""RetinaFace (biubug6/Pytorch_Retinaface layout): letterbox in; anchors, decode, NMS; frame pixels out.
+
+The network sees the frame scaled to fit its input, anchored at the top-left corner, padded with the
+mean colour (0 after mean subtraction). Mapping back to the frame is therefore one division by the scale.
+"""
+import functools
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+from appliance.detections import Detections, empty_detections
+
+STEPS = (8, 16, 32)
+MIN_SIZES = ((16, 32), (64, 128), (256, 512))
+CENTER_VARIANCE = 0.1
+SIZE_VARIANCE = 0.2
+
+PostprocessSettings = NamedTuple("PostprocessSettings", [
+    ("min_score", float),
+    ("nms_iou", float),
+    ("top_k", int),       # candidates kept before NMS
+    ("max_faces", int),   # faces kept after NMS
+])
+DEFAULT_SETTINGS = PostprocessSettings(min_score=0.75, nms_iou=0.4, top_k=5000, max_faces=750)
+
+Letterbox = NamedTuple("Letterbox", [("scale", float), ("frame_width", int), ("frame_height", int)])
+
+
+class Preprocessor:
+    """BGR uint8 frame (H, W, 3) -> float32 NCHW tensor of the network's size, minus the mean."""
+
+    def __init__(self, input_width, input_height, mean):
+        self.input_width = input_width
+        self.input_height = input_height
+        self._mean = np.asarray(mean, np.float32).reshape(1, 1, 3)
+
+    def __call__(self, frame):
+        frame_height, frame_width = frame.shape[:2]
+        scale = min(self.input_width / frame_width, self.input_height / frame_height)
+        width = max(1, min(self.input_width, int(round(frame_width * scale))))
+        height = max(1, min(self.input_height, int(round(frame_height * scale))))
+        resized = frame if (width, height) == (frame_width, frame_height) else \
+            cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
+        tensor = np.zeros((1, 3, self.input_height, self.input_width), np.float32)
+        tensor[0, :, :height, :width] = (resized.astype(np.float32) - self._mean).transpose(2, 0, 1)
+        return tensor, Letterbox(scale, frame_width, frame_height)
+
+
+@functools.lru_cache(maxsize=8)
+def anchors(input_width, input_height):
+    """Prior boxes (N, 4) as centre x, centre y, width, height in network pixels, in the network's order."""
+    per_level = []
+    for step, sizes in zip(STEPS, MIN_SIZES):
+        rows = -(-input_height // step)
+        cols = -(-input_width // step)
+        ys, xs = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+        centers = (np.stack([xs.ravel(), ys.ravel()], axis=1) + 0.5) * step
+        centers = np.repeat(centers, len(sizes), axis=0)
+        wh = np.tile(np.array([[s, s] for s in sizes], np.float64), (rows * cols, 1))
+        per_level.append(np.hstack([centers, wh]))
+    priors = np.vstack(per_level).astype(np.float32)
+    priors.setflags(write=False)
+    return priors
+
+
+def nms(boxes, scores, iou_threshold):
+    """Greedy non-maximum suppression; indices of the kept boxes, best first."""
+    order = np.argsort(-scores, kind="stable")
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    keep = []
+    while order.size:
+        best = order[0]
+        keep.append(best)
+        rest = order[1:]
+        top_left = np.maximum(boxes[best, :2], boxes[rest, :2])
+        bottom_right = np.minimum(boxes[best, 2:], boxes[rest, 2:])
+        intersection = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
+        iou = intersection / np.maximum(areas[best] + areas[rest] - intersection, 1e-9)
+        order = rest[iou <= iou_threshold]
+    return np.asarray(keep, np.int64)
+
+
+class Postprocessor:
+    """Network outputs (loc, conf, landmarks) -> Detections in frame pixels."""
+
+    def __init__(self, input_width, input_height, output_names, settings=DEFAULT_SETTINGS):
+        self._priors = anchors(input_width, input_height)
+        self._loc, self._conf, self._landmarks = output_names
+        self.settings = settings
+
+    def __call__(self, outputs, letterbox):
+        scores = outputs[self._conf].reshape(-1, 2)[:, 1]
+        candidates = np.flatnonzero(scores > self.settings.min_score)
+        if candidates.size == 0:
+            return empty_detections()
+        candidates = candidates[np.argsort(-scores[candidates], kind="stable")[:self.settings.top_k]]
+        priors = self._priors[candidates]
+        boxes = decode_boxes(outputs[self._loc].reshape(-1, 4)[candidates], priors)
+        keep = nms(boxes, scores[candidates], self.settings.nms_iou)[:self.settings.max_faces]
+        points = decode_landmarks(outputs[self._landmarks].reshape(-1, 10)[candidates[keep]], priors[keep])
+        return to_frame(Detections(boxes[keep], scores[candidates][keep], points), letterbox)
+
+
+def decode_boxes(loc, priors):
+    centers = priors[:, :2] + loc[:, :2] * CENTER_VARIANCE * priors[:, 2:]
+    sizes = priors[:, 2:] * np.exp(loc[:, 2:] * SIZE_VARIANCE)
+    return np.hstack([centers - sizes / 2, centers + sizes / 2]).astype(np.float32)
+
+
+def decode_landmarks(landmarks, priors):
+    offsets = landmarks.reshape(-1, 5, 2)
+    return (priors[:, None, :2] + offsets * CENTER_VARIANCE * priors[:, None, 2:]).astype(np.float32)
+
+
+def to_frame(detections, letterbox):
+    """Undo the letterbox: one division; boxes clipped to the frame."""
+    boxes = detections.boxes / letterbox.scale
+    limits = np.array([letterbox.frame_width, letterbox.frame_height] * 2, np.float32)
+    boxes = np.clip(boxes, 0, limits).astype(np.float32)
+    return Detections(boxes, detections.scores.astype(np.float32),
+                      (detections.landmarks / letterbox.scale).astype(np.float32))
