@@ -30,15 +30,28 @@ ModelSpec = NamedTuple("ModelSpec", [
 ])
 
 
+SOURCE_TREE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def candidate_directories():
     """Where the engines/ folder may be: env override, the source tree, then installed data."""
     override = os.environ.get("FACEWATCH_ENGINES_DIR")
     if override:
         return [override]
-    source_tree = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "engines")
-    return [source_tree,
+    return [os.path.join(SOURCE_TREE, "engines"),
             os.path.join(sys.prefix, "share", "facewatch", "engines"),
             "/usr/share/facewatch/engines"]
+
+
+def find_media_dir(name):
+    """examples/NAME in the source tree, or share/facewatch/NAME where installed."""
+    candidates = [os.path.join(SOURCE_TREE, "examples", name),
+                  os.path.join(sys.prefix, "share", "facewatch", name),
+                  os.path.join("/usr/share/facewatch", name)]
+    for directory in candidates:
+        if os.path.isdir(directory):
+            return directory
+    raise ModelError("bundled media {!r} not found in: {}".format(name, ", ".join(candidates)))
 
 
 def find_engines_dir():

@@ -10,9 +10,11 @@ Sources (fetched with pip from PyPI; nothing is downloaded at run time by facewa
     rocket.jpg     SpaceX launch photo, released to the public domain
   Pillow 13.0.0 sdist, Tests/images/hopper.png: Grace Hopper, US Navy photograph: public domain
 
-Writes engines/golden.png and its reference detections into engines/manifest.json (FP32, ONNX Runtime).
+    golden: engines/golden.png and its reference detections in engines/manifest.json (FP32, ONNX Runtime)
+    clip:   examples/demo/clip.avi (MJPEG, 640x480, 10 fps) and clip.json, the ground-truth face boxes
+            of every frame (the source face's box moved and scaled exactly as it was pasted)
 
-    python3 scripts/make_media.py golden [--cache DIR]
+    python3 scripts/make_media.py golden|clip [--cache DIR]
 """
 import argparse
 import glob
@@ -113,14 +115,84 @@ def write_golden(images):
     print("engines/golden.png: {} reference faces".format(len(entry["golden"]["detections"])))
 
 
+CLIP_SIZE = (640, 480)
+CLIP_FPS = 10
+CLIP_FRAMES = 80
+
+
+def source_face_box(images, name):
+    """The face box inside FACE_CROPS[name], from FP32 detection on the whole source image."""
+    from appliance.session import open_detector
+    x, y, w, h = FACE_CROPS[name]
+    with open_detector(backend="onnxruntime") as detector:
+        detections = detector.detect(images[name])
+    centres = (detections.boxes[:, :2] + detections.boxes[:, 2:]) / 2
+    inside = [i for i, (cx, cy) in enumerate(centres) if x <= cx < x + w and y <= cy < y + h]
+    best = max(inside, key=lambda i: detections.scores[i])
+    return detections.boxes[best] - np.array([x, y, x, y], np.float32)
+
+
+def placed_box(face_box, crop_width, x, y, scale, flip):
+    x1, y1, x2, y2 = face_box
+    if flip:
+        x1, x2 = crop_width - x2, crop_width - x1
+    return [round(float(v), 1) for v in (x + x1 * scale, y + y1 * scale, x + x2 * scale, y + y2 * scale)]
+
+
+def clip_scene(index):
+    """(background, brightness, [(face, x, y, scale, flip)], distractor) of frame `index`."""
+    t = index / float(CLIP_FRAMES - 1)
+    if index < 30:
+        return "coffee", 1.0, [("astronaut", int(10 + 13 * index), 60, 0.6, False),
+                               ("hopper", 470, int(20 + 8 * index), 1.8, False)], None
+    if index < 40:
+        return "rocket", 0.9, [], ("chelsea", 200, 120, 0.6)
+    return "rocket", 0.55 + 0.6 * t, [("astronaut", 40, 290, 0.4, True),
+                                      ("astronaut", int(420 - 7 * (index - 40)), 20, 0.9, False),
+                                      ("hopper", 480, 300, 1.2, False)], None
+
+
+def make_clip(images):
+    out_dir = os.path.join(REPO_ROOT, "examples", "demo")
+    os.makedirs(out_dir, exist_ok=True)
+    face_boxes = {name: source_face_box(images, name) for name in FACE_CROPS}
+    writer = cv2.VideoWriter(os.path.join(out_dir, "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), CLIP_FPS, CLIP_SIZE)
+    writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 85)
+    truth = []
+    for index in range(CLIP_FRAMES):
+        background, brightness, faces, distractor = clip_scene(index)
+        canvas = cv2.resize(images[background], CLIP_SIZE)
+        if distractor:
+            name, x, y, scale = distractor
+            paste(canvas, images[name], x, y, scale)
+        boxes = []
+        for name, x, y, scale, flip in faces:
+            paste(canvas, face_crop(images, name), x, y, scale, flip)
+            boxes.append(placed_box(face_boxes[name], FACE_CROPS[name][2], x, y, scale, flip))
+        canvas = np.clip(canvas.astype(np.float32) * brightness, 0, 255).astype(np.uint8)
+        writer.write(canvas)
+        truth.append({"frame": index, "faces": boxes})
+    writer.release()
+    with open(os.path.join(out_dir, "clip.json"), "w") as f:
+        json.dump({"width": CLIP_SIZE[0], "height": CLIP_SIZE[1], "fps": CLIP_FPS,
+                   "provenance": "scripts/make_media.py clip: scikit-image coffee.png, rocket.jpg, chelsea.png "
+                                 "(CC0 / public domain), astronaut.png (NASA, public domain), Pillow hopper.png "
+                                 "(US Navy, public domain)",
+                   "frames": truth}, f)
+        f.write("\n")
+    print("examples/demo/clip.avi: {} frames, {} faces".format(len(truth), sum(len(t["faces"]) for t in truth)))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["golden"])
+    parser.add_argument("what", choices=["golden", "clip"])
     parser.add_argument("--cache", default=os.path.join(REPO_ROOT, ".cache", "media-sources"))
     args = parser.parse_args()
     images = fetch_sources(args.cache)
     if args.what == "golden":
         write_golden(images)
+    else:
+        make_clip(images)
 
 
 if __name__ == "__main__":

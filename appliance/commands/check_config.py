@@ -1,0 +1,15 @@
+"""`facewatch check-config [--config PATH]`: validate a file and explain every error (exit 2 if any)."""
+
+
+def add_arguments(parser):
+    parser.add_argument("--config", metavar="PATH", help="TOML file (default /etc/facewatch/facewatch.toml)")
+
+
+def run(args):
+    from appliance import config as configuration
+
+    path = args.config or configuration.default_path()
+    config = configuration.load(path, required=True)
+    print("{}: ok (device {}, camera {}, broker {}:{})".format(
+        path, configuration.device_id(config), config.camera.source, config.mqtt.host, config.mqtt.port))
+    return 0

@@ -1,0 +1,118 @@
+"""capture -> inference -> publish, each on its own thread, joined by bounded queues and one stop event.
+
+The camera thread keeps only the newest frame (older ones are counted as dropped). The inference thread
+runs pre-processing, the engine and post-processing and times each. The publish thread serialises and
+hands results to MQTT, so a slow broker never holds the engine. `on_progress` is called after every
+frame processed and every idle wait on the camera: a stalled engine stops calling it.
+"""
+import logging
+import queue
+import threading
+import time
+from typing import NamedTuple
+
+from appliance.timings import RateMeter, StageTimings
+
+log = logging.getLogger(__name__)
+
+STAGES = ("frame_age", "preprocess", "inference", "postprocess", "publish", "total")
+
+Result = NamedTuple("Result", [("frame", object), ("detections", object), ("latency", float)])
+
+
+class Pipeline:
+    def __init__(self, camera, detector, publish, stop_event, on_progress=None, queue_size=8):
+        self.camera = camera
+        self._detector = detector
+        self._publish = publish
+        self._stop = stop_event
+        self._on_progress = on_progress or (lambda: None)
+        self._results = queue.Queue(maxsize=queue_size)
+        self._threads = []
+        self._paused = threading.Event()
+        self._detector_lock = threading.Lock()
+        self.timings = StageTimings(STAGES)
+        self.inference_rate = RateMeter()
+        self.processed = 0
+        self.queue_dropped = 0
+        self.idle = threading.Event()
+
+    def start(self):
+        for name, target in (("inference", self._inference_loop), ("publish", self._publish_loop)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self):
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def swap_detector(self, detector):
+        """Replace the engine between two frames; returns the old one for the caller to close."""
+        with self._detector_lock:
+            old, self._detector = self._detector, detector
+        return old
+
+    def _inference_loop(self):
+        while not self._stop.is_set():
+            frame = self.camera.latest(timeout=0.5)
+            if frame is None:
+                self.idle.set()
+                self._on_progress()
+                if self.camera.finished():
+                    self._stop.wait(0.5)
+                continue
+            self.idle.clear()
+            self._results_put(self._process(frame))
+            self._on_progress()
+
+    def _process(self, frame):
+        started = time.monotonic()
+        with self._detector_lock:
+            tensor, letterbox = self._detector.preprocess(frame.image)
+            preprocessed = time.monotonic()
+            outputs = self._detector.infer(tensor)
+            inferred = time.monotonic()
+            detections = self._detector.postprocess(outputs, letterbox)
+        done = time.monotonic()
+        for stage, seconds in (("frame_age", started - frame.captured), ("preprocess", preprocessed - started),
+                               ("inference", inferred - preprocessed), ("postprocess", done - inferred)):
+            self.timings.add(stage, seconds)
+        self.processed += 1
+        self.inference_rate.tick()
+        return Result(frame, detections, done - frame.captured)
+
+    def _results_put(self, result):
+        while True:
+            try:
+                self._results.put_nowait(result)
+                return
+            except queue.Full:
+                try:
+                    self._results.get_nowait()
+                    self.queue_dropped += 1
+                except queue.Empty:
+                    pass
+
+    def _publish_loop(self):
+        while not (self._stop.is_set() and self._results.empty()):
+            try:
+                result = self._results.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            started = time.monotonic()
+            try:
+                self._publish(result)
+            except Exception:  # a bad result must not end publishing; it is logged with its cause
+                log.exception("publishing frame %s failed", result.frame.index)
+            self.timings.add("publish", time.monotonic() - started)
+            self.timings.add("total", time.monotonic() - result.frame.captured)
+
+    def stats(self):
+        return {
+            "fps": {"capture": self.camera.capture_rate.rate(), "inference": self.inference_rate.rate()},
+            "latency_ms": self.timings.percentiles(),
+            "dropped_frames": {"camera": self.camera.dropped, "queue": self.queue_dropped},
+            "processed": self.processed,
+        }
