@@ -12,7 +12,7 @@ from typing import Any, NamedTuple, Optional, Tuple
 from appliance.errors import ConfigError
 
 try:
-    import tomllib as toml_reader  # Python 3.11+
+    import tomllib as toml_reader  # novermin (Python 3.11+; tomli below)
 except ImportError:  # pragma: no cover - older Pythons, Jetson's 3.6 included
     import tomli as toml_reader
 

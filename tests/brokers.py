@@ -1,0 +1,92 @@
+"""A real mosquitto on 127.0.0.1 for the tests, and a subscriber that records what arrives."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import paho.mqtt.client as paho
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout, interval=0.05, message="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out after {} s waiting for {}".format(timeout, message))
+
+
+class Mosquitto:
+    def __init__(self, directory, extra_config=""):
+        self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not os.path.exists(self.binary):
+            raise RuntimeError("mosquitto is not installed: apt-get install mosquitto (bash .ci/run does)")
+        self.port = free_port()
+        self.config = os.path.join(str(directory), "mosquitto.conf")
+        with open(self.config, "w") as f:
+            f.write("listener {} 127.0.0.1\npersistence false\n{}".format(
+                self.port, extra_config or "allow_anonymous true\n"))
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen([self.binary, "-c", self.config],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(self._accepts, 10, message="mosquitto to listen")
+        return self
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def _accepts(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+
+
+class Recorder:
+    """Subscribes to `pattern` and keeps every message: (topic, payload text, retain)."""
+
+    def __init__(self, port, pattern):
+        self.messages = []
+        self._lock = threading.Lock()
+        kwargs = {"client_id": "test-recorder-{}".format(id(self))}
+        if hasattr(paho, "CallbackAPIVersion"):
+            kwargs["callback_api_version"] = paho.CallbackAPIVersion.VERSION2
+        self.client = paho.Client(**kwargs)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda client, *args: client.subscribe(pattern, qos=1)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, message):
+        with self._lock:
+            self.messages.append((message.topic, message.payload.decode("utf-8"), bool(message.retain)))
+
+    def on(self, suffix):
+        with self._lock:
+            return [(payload, retain) for topic, payload, retain in self.messages if topic.endswith("/" + suffix)]
+
+    def json_on(self, suffix):
+        return [json.loads(payload) for payload, _ in self.on(suffix)]
+
+    def last(self, suffix):
+        found = self.on(suffix)
+        return found[-1][0] if found else None
+
+    def close(self):
+        self.client.loop_stop()
+        self.client.disconnect()

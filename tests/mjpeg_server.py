@@ -1,0 +1,74 @@
+"""An HTTP MJPEG camera (multipart/x-mixed-replace) that a test can kill and bring back on the same port."""
+import threading
+import time
+
+try:
+    from http.server import ThreadingHTTPServer
+except ImportError:  # pragma: no cover
+    from http.server import HTTPServer as ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+import cv2
+
+BOUNDARY = "facewatchframe"
+
+
+def load_jpegs(path, limit=40):
+    capture = cv2.VideoCapture(path)
+    frames = []
+    while len(frames) < limit:
+        ok, image = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.imencode(".jpg", image)[1].tobytes())
+    capture.release()
+    return frames
+
+
+class MjpegCamera:
+    def __init__(self, jpegs, port=0, fps=10.0):
+        self.jpegs = jpegs
+        self.fps = fps
+        self.port = port
+        self._server = None
+        self._alive = threading.Event()
+
+    def start(self):
+        camera = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=" + BOUNDARY)
+                self.end_headers()
+                index = 0
+                while camera._alive.is_set():
+                    jpeg = camera.jpegs[index % len(camera.jpegs)]
+                    try:
+                        self.wfile.write("--{}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n".format(
+                            BOUNDARY, len(jpeg)).encode("ascii") + jpeg + b"\r\n")
+                    except OSError:
+                        return
+                    index += 1
+                    time.sleep(1.0 / camera.fps)
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._alive.set()
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:{}/stream.mjpg".format(self.port)
+
+    def kill(self):
+        """The camera dies: streams end, the port stops answering."""
+        self._alive.clear()
+        self._server.shutdown()
+        self._server.server_close()

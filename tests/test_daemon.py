@@ -1,0 +1,94 @@
+"""The daemon against a real mosquitto: what subscribers see on the broker."""
+import signal
+import time
+
+from brokers import Mosquitto, Recorder, wait_until
+from appliance.evaluation import match_counts
+
+PREFIX = "facewatch/testcam"
+
+
+def telemetry_state(recorder):
+    reports = recorder.json_on("telemetry")
+    return reports[-1]["camera"]["state"] if reports else None
+
+
+def test_detections_on_a_clip_match_its_ground_truth(mosquitto, daemon_factory, clip):
+    path, truth = clip
+    recorder = Recorder(mosquitto.port, PREFIX + "/#")
+    daemon = daemon_factory(mosquitto.port, {"source": path})
+    wait_until(lambda: telemetry_state(recorder) == "ended", 60, message="the clip to end")
+    time.sleep(1.0)
+    messages = recorder.json_on("detections")
+    reference = {frame["frame"]: frame["faces"] for frame in truth["frames"]}
+    scores = match_counts([([face["box"] for face in m["faces"]], reference[m["frame"]]) for m in messages])
+    assert len(messages) >= 0.9 * len(reference), daemon.output()
+    assert scores.recall >= 0.95 and scores.precision >= 0.95, scores
+    first = messages[0]
+    assert set(first) >= {"v", "ts", "seq", "frame", "camera", "width", "height", "faces", "latency_ms"}
+    assert (first["width"], first["height"]) == (640, 480)
+    assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))
+    face = next(f for m in messages for f in m["faces"])
+    assert len(face["box"]) == 4 and len(face["landmarks"]) == 5 and 0 < face["score"] <= 1
+
+
+def test_engine_and_telemetry_are_published(mosquitto, daemon_factory, clip):
+    recorder = Recorder(mosquitto.port, PREFIX + "/#")
+    daemon_factory(mosquitto.port, {"source": clip[0], "loop": True})
+    wait_until(lambda: len(recorder.on("telemetry")) >= 2, 30, message="telemetry")
+    engine = recorder.json_on("engine")[-1]
+    assert engine["state"] == "ready" and engine["backend"] == "onnxruntime"
+    late = Recorder(mosquitto.port, PREFIX + "/engine")
+    wait_until(lambda: late.on("engine"), 5, message="the retained engine state")
+    assert late.on("engine")[-1][1] is True
+    report = recorder.json_on("telemetry")[-1]
+    assert report["fps"]["inference"] > 0
+    assert "inference" in report["latency_ms"] and report["latency_ms"]["inference"]["p50"] > 0
+    assert report["camera"]["state"] == "streaming"
+    assert report["mqtt"]["connected"] is True
+    assert "ram" in report["host"] and "temperatures" in report["host"]
+
+
+def test_status_goes_online_then_stopped_on_sigterm(mosquitto, daemon_factory, clip):
+    recorder = Recorder(mosquitto.port, PREFIX + "/status")
+    daemon = daemon_factory(mosquitto.port, {"source": clip[0], "loop": True})
+    wait_until(lambda: recorder.last("status") == "online", 30, message="online")
+    started = time.monotonic()
+    daemon.process.send_signal(signal.SIGTERM)
+    assert daemon.process.wait(timeout=10) == 0, daemon.output()
+    assert time.monotonic() - started < 5.0
+    wait_until(lambda: recorder.last("status") == "stopped", 5, message="stopped")
+    late = Recorder(mosquitto.port, PREFIX + "/status")
+    wait_until(lambda: late.on("status"), 5, message="the retained status")
+    assert late.on("status")[-1] == ("stopped", True)
+
+
+def test_sigkill_leaves_offline_retained(mosquitto, daemon_factory, clip):
+    recorder = Recorder(mosquitto.port, PREFIX + "/status")
+    daemon = daemon_factory(mosquitto.port, {"source": clip[0], "loop": True})
+    wait_until(lambda: recorder.last("status") == "online", 30, message="online")
+    daemon.process.kill()
+    wait_until(lambda: recorder.last("status") == "offline", 15, message="the last will")
+    late = Recorder(mosquitto.port, PREFIX + "/status")
+    wait_until(lambda: late.on("status"), 5, message="the retained status")
+    assert late.on("status")[-1] == ("offline", True)
+
+
+def test_a_broker_restart_is_survived(tmp_path, mosquitto, daemon_factory, clip):
+    daemon = daemon_factory(mosquitto.port, {"source": clip[0], "loop": True})
+    before = Recorder(mosquitto.port, PREFIX + "/#")
+    wait_until(lambda: before.on("detections"), 30, message="detections before the restart")
+    mosquitto.stop()
+    time.sleep(2.0)
+    restarted = Mosquitto(tmp_path / "..")
+    restarted.port, restarted.config = mosquitto.port, mosquitto.config
+    restarted.start()
+    try:
+        after = Recorder(mosquitto.port, PREFIX + "/#")
+        wait_until(lambda: len(after.on("detections")) >= 5, 30, message="detections after the restart")
+        assert after.last("status") == "online"
+        wait_until(lambda: after.json_on("telemetry") and after.json_on("telemetry")[-1]["mqtt"]["reconnects"] >= 1,
+                   10, message="a counted reconnect")
+        assert daemon.process.poll() is None
+    finally:
+        restarted.stop()
