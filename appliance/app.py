@@ -74,15 +74,23 @@ class App:
         self.mqtt = MqttLink(settings, self.topics, password).start()
 
     def _open_engine(self):
-        from appliance.session import open_detector
-        engine = self.config.engine
-        self.notifier.status("loading engine")
-        self.detector = open_detector(engine.backend, engine.threads, self.config.detections.min_score)
-        self.engine_state = contract.engine_payload(
-            state="ready", phase="loaded", progress=1.0, precision="fp32",
-            requested_precision=engine.precision, backend="onnxruntime")
-        self.mqtt.publish(self.topics.engine, self.engine_state, qos=1, retain=True)
+        """Build what is missing (first boot), then load and warm up; progress on the engine topic."""
+        from appliance.engine.setup import manager_for
+        self.notifier.status("checking engine")
+        manager = manager_for(self.config, report=self._report_engine)
+        engine = manager.ensure(self.config.engine.precision)
+        self.detector = manager.open_detector(engine)
+        self.notifier.status("warming up")
         self.detector.detect(_warmup_frame(self.detector))
+
+    def _report_engine(self, **fields):
+        self.engine_state = contract.engine_payload(**fields)
+        self.mqtt.publish(self.topics.engine, self.engine_state, qos=1, retain=True)
+        if fields.get("state") == "building":
+            self.notifier.extend_timeout(120)
+            self.notifier.status("building {} engine: {} {:.0f}%".format(
+                fields.get("precision"), fields.get("phase"), 100 * (fields.get("progress") or 0)))
+        log.info("engine: %s %s %s", fields.get("state"), fields.get("phase"), fields.get("progress"))
 
     def _open_camera(self):
         self.camera = Camera(self.config.camera, self.stop_event).start()

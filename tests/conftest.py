@@ -60,7 +60,8 @@ class Daemon:
         import tomli_w_lite
         document = {"camera": camera, "mqtt": {"host": "127.0.0.1", "port": port, "device_id": device,
                                                "reconnect_min": 0.2, "reconnect_max": 1.0, "keepalive": 5},
-                    "telemetry": {"interval": 0.5}, "engine": {"backend": "onnxruntime"}}
+                    "telemetry": {"interval": 0.5},
+                    "engine": {"backend": "onnxruntime", "cache_dir": str(tmp_path / "engines")}}
         for name, values in sections.items():
             document.setdefault(name, {}).update(values)
         self.config_path = tmp_path / "facewatch.toml"

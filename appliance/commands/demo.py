@@ -16,6 +16,7 @@ def add_arguments(parser):
     parser.add_argument("--out", default="facewatch-demo.jpg", help="annotated image to write (default %(default)s)")
     parser.add_argument("--loop", action="store_true", help="replay the clip until Ctrl-C")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: its default)")
+    parser.add_argument("--cache-dir", metavar="DIR", help="engine cache (default: the user's cache folder)")
 
 
 def run(args):
@@ -37,7 +38,7 @@ def run(args):
         "camera": {"source": os.path.join(clip_dir, "clip.avi"), "loop": args.loop},
         "mqtt": {"host": host, "port": int(port), "device_id": DEMO_DEVICE, "protocol": "3.1.1"},
         "telemetry": {"interval": 1.0},
-        "engine": {"backend": "onnxruntime", "threads": args.threads},
+        "engine": {"backend": "onnxruntime", "threads": args.threads, "cache_dir": args.cache_dir or ""},
     }, path=None)
     print("facewatch demo: clip {}, broker {}:{}{}".format(
         os.path.join(clip_dir, "clip.avi"), host, port, "" if args.broker else " (embedded)"))

@@ -45,7 +45,7 @@ def detections_payload(seq, frame, camera, faces, latency_ms):
             "width": width, "height": height, "faces": faces, "latency_ms": round(latency_ms, 1)}
 
 
-ENGINE_FIELDS = ("state", "phase", "progress", "precision", "requested_precision", "backend", "key",
+ENGINE_FIELDS = ("state", "phase", "progress", "eta_s", "precision", "requested_precision", "backend", "key",
                  "built_at", "build_seconds", "fallback_reason", "error")
 
 

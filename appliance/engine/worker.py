@@ -1,0 +1,53 @@
+"""The build itself, in a child process: `python -m appliance.engine.worker JOB.json`.
+
+Progress goes to stdout as JSON lines ({"event": "phase", "phase": ..., "progress": 0..1}); the last
+line is {"event": "done"} or {"event": "error", "message": ...}. A crash (OOM kill, a TensorRT abort)
+ends the child without either; the parent notices and decides what next.
+
+FACEWATCH_BUILD_FAULT injects faults for the tests: "sigkill" kills the child at its first phase;
+"sigkill:workspace>=N" only when the job's workspace_mb is at least N.
+"""
+import json
+import os
+import signal
+import sys
+
+
+def emit(event, **fields):
+    fields["event"] = event
+    sys.stdout.write(json.dumps(fields) + "\n")
+    sys.stdout.flush()
+
+
+def injected_fault(job):
+    fault = os.environ.get("FACEWATCH_BUILD_FAULT", "")
+    if not fault.startswith("sigkill"):
+        return False
+    _, _, condition = fault.partition(":")
+    if condition.startswith("workspace>="):
+        return job["workspace_mb"] >= int(condition[len("workspace>="):])
+    return True
+
+
+def main(argv):
+    with open(argv[1]) as f:
+        job = json.load(f)
+    from appliance.backends import backend_module
+    backend = backend_module(job["backend"])
+
+    def progress(phase, fraction):
+        emit("phase", phase=phase, progress=round(float(fraction), 3))
+        if injected_fault(job):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    try:
+        backend.build_engine(job, progress)
+    except Exception as exc:  # reported to the parent, which falls back; the child's job is to say why
+        emit("error", message="{}: {}".format(type(exc).__name__, exc))
+        return 1
+    emit("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
