@@ -106,7 +106,8 @@ class EngineManager:
                     raise
                 workspace = max(16, workspace // 2)
                 log.warning("engine: %s; retrying once with half the workspace (%d MiB)", exc, workspace)
-                reason = "{}; retried with {} MiB workspace".format(exc, workspace) if reason is None else reason
+                note = "{}; retried with {} MiB workspace".format(exc, workspace)
+                reason = note if reason is None else "{}; {}".format(reason, note)
                 continue
             except BuildFailed:
                 self._remove(temp)
@@ -138,7 +139,7 @@ class EngineManager:
 
     def _go_live(self, name, sidecar, requested, reason, built_now):
         self.store.set_active(name)
-        fallback = sidecar.get("fallback_reason") if not built_now and reason is None else reason
+        fallback = sidecar.get("fallback_reason") if built_now else reason
         engine = Engine(name, self.store.engine_path(name), sidecar["precision"], requested, fallback,
                         sidecar, built_now)
         self.report(requested, engine.precision, state="ready", phase="ready", progress=1.0, key=name,
