@@ -102,5 +102,5 @@ def build_engine(job, progress):
     progress("write", 0.9)
 
 
-def open_engine(path, threads=0):
+def open_engine(path, threads=0, input_shape=None):
     return OrtSession(path, threads)

@@ -36,23 +36,23 @@ def run_build(job, on_progress, timeout=3600.0):
     error = None
     done = False
     try:
-        child = subprocess.Popen([sys.executable, "-m", "appliance.engine.worker", job_path],
-                                 stdout=subprocess.PIPE, universal_newlines=True)
-        for line in child.stdout:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event["event"] == "phase":
-                elapsed = time.monotonic() - started
-                fraction = event["progress"]
-                eta = elapsed * (1 - fraction) / fraction if fraction > 0 else None
-                on_progress(event["phase"], fraction, eta)
-            elif event["event"] == "error":
-                error = event["message"]
-            elif event["event"] == "done":
-                done = True
-        returncode = child.wait(timeout=timeout)
+        with subprocess.Popen([sys.executable, "-m", "appliance.engine.worker", job_path],
+                              stdout=subprocess.PIPE, universal_newlines=True) as child:
+            for line in child.stdout:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if event["event"] == "phase":
+                    elapsed = time.monotonic() - started
+                    fraction = event["progress"]
+                    eta = elapsed * (1 - fraction) / fraction if fraction > 0 else None
+                    on_progress(event["phase"], fraction, eta)
+                elif event["event"] == "error":
+                    error = event["message"]
+                elif event["event"] == "done":
+                    done = True
+            returncode = child.wait(timeout=timeout)
     finally:
         os.unlink(job_path)
     if done and returncode == 0:

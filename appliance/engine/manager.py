@@ -44,6 +44,7 @@ class EngineManager:
     def ensure(self, requested="auto", force=False, strict=False):
         """A verified engine for `requested`, built if missing or invalid; EngineFailed if none can be."""
         capabilities = self.backend.capabilities(self.model)
+        self._fast_fp16 = capabilities.fast_fp16
         decision = policy.choose(requested, capabilities, strict)
         if decision.fallback_reason:
             log.warning("engine: %s; building %s instead", decision.fallback_reason, decision.precision.upper())
@@ -63,7 +64,11 @@ class EngineManager:
                     precision = lower
 
     def open_detector(self, engine):
-        return Detector(self.backend.open_engine(engine.path, self.threads), self.model, self.settings)
+        return Detector(self._open_session(engine.path), self.model, self.settings)
+
+    def _open_session(self, path):
+        shape = [1, 3, self.model.input_height, self.model.input_width]
+        return self.backend.open_engine(path, self.threads, input_shape=shape)
 
     def report(self, requested, precision, **fields):
         fields.setdefault("backend", self.backend_name)
@@ -122,7 +127,7 @@ class EngineManager:
     def _accept(self, name, sidecar, requested, precision, reason):
         self.report(requested, precision, state="building", phase="acceptance", progress=0.95, key=name,
                     fallback_reason=reason)
-        with Detector(self.backend.open_engine(self.store.engine_path(name), self.threads), self.model) as detector:
+        with Detector(self._open_session(self.store.engine_path(name)), self.model) as detector:
             verdict = acceptance.check(detector, self.model.golden)
         if not verdict.passed:
             self.store.discard(name)
@@ -133,6 +138,7 @@ class EngineManager:
         int8_path = self.backend.int8_source(self.model)[0] if precision == "int8" else None
         return {"backend": self.backend_name, "onnx": self.model.onnx_path, "int8_source": int8_path,
                 "precision": precision, "output": output, "workspace_mb": workspace,
+                "fast_fp16": getattr(self, "_fast_fp16", False),
                 "input_name": self.model.input_name,
                 "input_shape": [1, 3, self.model.input_height, self.model.input_width],
                 "timing_cache": self.store.directory + "/timing.cache"}

@@ -1,0 +1,176 @@
+"""appliance/backends/trt_backend.py against fakes of TensorRT 8.2, 8.6, 10.3 and 11.1 (tests/fakes/).
+
+A call to a name the version lacks raises AttributeError and fails the test; Python deprecation
+warnings are recorded and must stay within what each version leaves no alternative to.
+"""
+import importlib
+import json
+import os
+import struct
+import sys
+import warnings
+
+import pytest
+
+from appliance.engine.manager import EngineManager
+from appliance.manifest import CalibrationTable, file_sha256
+
+FAKES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fakes")
+VERSIONS = {"8.2.1": "nano", "8.6.1": "orin", "10.3.0": "orin", "11.1.0": "thor"}
+# The only deprecated name facewatch may touch: set_dynamic_range is TensorRT 10.x's sole implicit INT8 route.
+ALLOWED_DEPRECATIONS = {"10.3.0": {"ITensor.set_dynamic_range"}}
+FAKE_MODULES = ("tensorrt", "pycuda", "pycuda.driver", "appliance.backends.trt_backend",
+                "appliance.backends.cuda_buffers")
+
+
+@pytest.fixture(params=sorted(VERSIONS, key=lambda v: tuple(map(int, v.split(".")))))
+def trt(request, monkeypatch):
+    version = request.param
+    monkeypatch.setenv("FAKE_TENSORRT_VERSION", version)
+    monkeypatch.setenv("FAKE_GPU", VERSIONS[version])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([FAKES, os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.syspath_prepend(FAKES)
+    for name in FAKE_MODULES:
+        sys.modules.pop(name, None)
+    backend = importlib.import_module("appliance.backends.trt_backend")
+    yield backend
+    for name in FAKE_MODULES:
+        sys.modules.pop(name, None)
+
+
+def calibration_table(path, model_path, version_tag="8201", names=None):
+    import onnx
+    graph = onnx.load(model_path).graph
+    names = names or [graph.input[0].name] + [o for node in graph.node for o in node.output]
+    lines = ["TRT-{}-EntropyCalibration2".format(version_tag)]
+    lines += ["{}: {:08x}".format(n, struct.unpack(">I", struct.pack(">f", 4.0 / 127))[0]) for n in names]
+    path.write_text("\n".join(lines) + "\n")
+    return CalibrationTable(str(path), file_sha256(str(path)), "EntropyCalibration2", version_tag)
+
+
+@pytest.fixture
+def int8_model(model, tmp_path):
+    table = calibration_table(tmp_path / "calibration.cache", model.onnx_path)
+    # The fake runs any ONNX; the shipped FP32 model stands in for the Q/DQ one on the 11.x route.
+    return model._replace(calibration=(table,), qdq_path=model.onnx_path, qdq_sha256=model.onnx_sha256)
+
+
+def deprecations(trt_backend):
+    return set(sys.modules["tensorrt"].DEPRECATED_CALLS) - ALLOWED_DEPRECATIONS.get(
+        sys.modules["tensorrt"].__version__, set())
+
+
+def job(model, precision, tmp_path, source=None):
+    return {"backend": "tensorrt", "onnx": model.onnx_path, "int8_source": source, "precision": precision,
+            "output": str(tmp_path / "out.engine"), "workspace_mb": 256, "fast_fp16": True,
+            "input_name": model.input_name, "input_shape": [1, 3, model.input_height, model.input_width],
+            "timing_cache": str(tmp_path / "timing.cache")}
+
+
+def major(version):
+    return int(version.split(".")[0])
+
+
+EXPECTED_AUTO = {"8.2.1": "fp16", "8.6.1": "int8", "10.3.0": "int8", "11.1.0": "int8"}
+
+
+def test_auto_precision_follows_the_platform(trt, int8_model):
+    from appliance.engine import policy
+    decision = policy.choose("auto", trt.capabilities(int8_model))
+    assert decision.precision == EXPECTED_AUTO[trt.trt.__version__]
+
+
+def test_the_whole_lifecycle_builds_checks_and_serves(trt, int8_model, tmp_path):
+    reports = []
+    manager = EngineManager(int8_model, "tensorrt", str(tmp_path / "engines"),
+                            report=lambda **fields: reports.append(fields))
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        engine = manager.ensure("auto")
+        assert engine.built_now and engine.precision == EXPECTED_AUTO[trt.trt.__version__]
+        assert reports[-1]["state"] == "ready"
+        detector = manager.open_detector(engine)
+        import numpy as np
+        found = detector.detect(np.zeros((480, 640, 3), np.uint8))
+        detector.close()
+    assert len(found.boxes) == 0
+    assert sys.modules["pycuda.driver"].live_allocations() == 0
+    assert not deprecations(trt)
+    assert not manager.ensure("auto").built_now
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_builds_set_the_right_flags_and_ranges(trt, int8_model, tmp_path, precision):
+    version = trt.trt.__version__
+    source = trt.int8_source(int8_model)[0] if precision == "int8" else None
+    if precision == "fp16" and version.startswith("11."):
+        with pytest.raises(trt.TensorRTError, match="cannot build FP16"):
+            trt.build_engine(job(int8_model, precision, tmp_path, source), lambda *a: None)
+        return
+    phases = []
+    trt.build_engine(job(int8_model, precision, tmp_path, source), lambda phase, fraction: phases.append(phase))
+    with open(str(tmp_path / "out.engine"), "rb") as f:
+        header = json.loads(f.readline().decode())
+    assert header["version"] == version and header["workspace"] == 256 << 20
+    if version.startswith("11."):
+        assert header["flags"] == [] and header["ranges"] == 0
+    else:
+        assert ("FP16" in header["flags"]) == (precision != "fp32")
+        assert ("INT8" in header["flags"]) == (precision == "int8")
+        assert (header["ranges"] > 200) == (precision == "int8")
+    assert phases[0] == "parse" and phases[-1] == "write"
+    if major(version) >= 10:
+        assert "Building engine" in phases  # TensorRT's own progress monitor
+    assert not deprecations(trt)
+
+
+def test_the_timing_cache_is_persisted_and_reused(trt, model, tmp_path):
+    trt.build_engine(job(model, "fp32", tmp_path), lambda *a: None)
+    with open(str(tmp_path / "timing.cache")) as f:
+        assert json.load(f)["entries"] == 1
+    trt.build_engine(job(model, "fp32", tmp_path), lambda *a: None)
+    with open(str(tmp_path / "timing.cache")) as f:
+        assert json.load(f)["entries"] == 2
+
+
+def test_a_table_for_another_model_is_rejected_clearly(trt, model, tmp_path):
+    if trt.trt.__version__.startswith("11."):
+        pytest.skip("TensorRT 11 reads INT8 scales from the Q/DQ model, not from a table")
+    table = calibration_table(tmp_path / "other.cache", model.onnx_path, names=["conv1_out", "relu7_out"])
+    with pytest.raises(trt.TensorRTError, match="names none of the network's .* tensors: it was made for another"):
+        trt.build_engine(job(model, "int8", tmp_path, table.path), lambda *a: None)
+
+
+def test_an_engine_from_another_tensorrt_is_refused_clearly(trt, model, tmp_path, monkeypatch):
+    trt.build_engine(job(model, "fp32", tmp_path), lambda *a: None)
+    monkeypatch.setattr(sys.modules["tensorrt"], "__version__", "7.1.3")
+    with pytest.raises(trt.TensorRTError, match="does not fit this TensorRT or GPU"):
+        trt.open_engine(str(tmp_path / "out.engine"), input_shape=[1, 3, 640, 640])
+    assert sys.modules["pycuda.driver"].live_allocations() == 0
+
+
+def test_an_unmet_precision_falls_back_with_its_reason(trt, model, tmp_path):
+    manager = EngineManager(model, "tensorrt", str(tmp_path / "engines"))
+    engine = manager.ensure("int8")
+    version = trt.trt.__version__
+    if version == "8.2.1":
+        assert engine.precision == "fp16" and "INT8 requested but this platform has no fast INT8" in engine.fallback_reason
+    elif version.startswith("11."):
+        assert engine.precision == "fp32" and "builds INT8 only from a Q/DQ model" in engine.fallback_reason
+    else:
+        assert engine.precision == "fp16" and "no INT8 calibration table" in engine.fallback_reason
+
+
+def test_the_fake_rejects_names_its_version_lacks(trt):
+    fake = sys.modules["tensorrt"]
+    config = fake.Builder(fake.Logger()).create_builder_config()
+    version = fake.__version__
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        assert hasattr(config, "max_workspace_size") == (major(version) < 10)
+    checks = {"8.2.1": ["set_memory_pool_limit"], "8.6.1": [], "10.3.0": ["max_workspace_size"],
+              "11.1.0": ["max_workspace_size", "int8_calibrator"]}
+    for name in checks[version]:
+        with pytest.raises(AttributeError):
+            getattr(config, name)
+    assert hasattr(fake.BuilderFlag, "INT8") == (not version.startswith("11."))
