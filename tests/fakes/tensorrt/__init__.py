@@ -164,7 +164,7 @@ class IOptimizationProfile:
 
 class ITimingCache:
     def __init__(self, data):
-        self.data = bytes(data) or json.dumps({"device": _device()[1], "entries": 0}).encode()
+        self.data = bytes(data) or json.dumps({"device": list(_device()[1]), "entries": 0}).encode()
 
     def serialize(self):
         document = json.loads(self.data.decode())
@@ -218,8 +218,13 @@ class IBuilderConfig:
 
 
 def _device():
+    """(name, compute capability): the fake GPU, or the real one when real pycuda is imported."""
     from pycuda import driver
-    return driver.GPUS[os.environ.get("FAKE_GPU", "nano")]
+    if hasattr(driver, "GPUS"):
+        return driver.GPUS[os.environ.get("FAKE_GPU", "nano")]
+    driver.init()
+    device = driver.Device(0)
+    return device.name(), device.compute_capability()
 
 
 class Builder:
