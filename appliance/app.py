@@ -103,8 +103,8 @@ class App:
         self.host = open_host_sensors()
 
     def _announce_ready(self):
-        self.notifier.ready("detecting on {}".format(self.camera.stats()["source"]))
-        log.info("detecting: camera %s, device %s", self.camera.stats()["source"], self.topics.device)
+        self.notifier.ready("detecting on {}".format(self.camera.name))
+        log.info("detecting: camera %s, device %s", self.camera.name, self.topics.device)
 
     def _publish_result(self, result):
         for listener in self.listeners:
@@ -112,7 +112,7 @@ class App:
         if not self._policy.should_publish(result.detections):
             return
         self._seq += 1
-        payload = contract.detections_payload(self._seq, result.frame, self.camera.stats()["source"],
+        payload = contract.detections_payload(self._seq, result.frame, self.camera.name,
                                               faces_as_json(result.detections), result.latency * 1000)
         self.mqtt.publish(self.topics.detections, payload, qos=self.config.detections.qos)
 

@@ -111,6 +111,7 @@ class Camera:
     def __init__(self, settings, stop_event):
         self.settings = settings
         self.spec = parse_source(settings.source, settings.width, settings.height, settings.fps)
+        self.name = describe(self.spec)
         self._stop = stop_event
         self._condition = threading.Condition()
         self._latest = None
@@ -159,7 +160,7 @@ class Camera:
 
     def stats(self):
         age = time.monotonic() - self.last_frame_at if self.last_frame_at else None
-        return {"state": self.state, "source": describe(self.spec), "kind": self.spec.kind,
+        return {"state": self.state, "source": self.name, "kind": self.spec.kind,
                 "frames": self.frames, "dropped": self.dropped, "reconnects": self.reconnects,
                 "frame_age_ms": None if age is None else round(age * 1000, 1), "error": self.error}
 
