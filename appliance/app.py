@@ -46,7 +46,7 @@ class App:
             self.camera.stop()
         if self.detector:
             self.detector.close()
-        if self.host and hasattr(self.host, "close"):
+        if self.host:
             self.host.close()
         if self.mqtt:
             self.mqtt.stop(contract.STOPPED)

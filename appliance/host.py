@@ -36,6 +36,9 @@ class PsutilHost:
         self._disk_path = disk_path
         psutil.cpu_percent(None)
 
+    def close(self):
+        pass
+
     def sample(self):
         psutil = self._psutil
         memory = psutil.virtual_memory()

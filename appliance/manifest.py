@@ -3,7 +3,7 @@ import hashlib
 import json
 import os
 import sys
-from typing import List, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 from appliance.errors import ModelError
 
@@ -130,7 +130,3 @@ def _spec_from_entry(name, entry, directory):
         golden=golden,
     )
 
-
-def list_models(directory=None):  # type: (Optional[str]) -> List[str]
-    document, _ = load_manifest(directory)
-    return sorted(document["models"])

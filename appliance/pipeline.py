@@ -29,8 +29,6 @@ class Pipeline:
         self._on_progress = on_progress or (lambda: None)
         self._results = queue.Queue(maxsize=queue_size)
         self._threads = []
-        self._paused = threading.Event()
-        self._detector_lock = threading.Lock()
         self.timings = StageTimings(STAGES)
         self.inference_rate = RateMeter()
         self.processed = 0
@@ -48,12 +46,6 @@ class Pipeline:
         for thread in self._threads:
             thread.join(timeout=5)
 
-    def swap_detector(self, detector):
-        """Replace the engine between two frames; returns the old one for the caller to close."""
-        with self._detector_lock:
-            old, self._detector = self._detector, detector
-        return old
-
     def _inference_loop(self):
         while not self._stop.is_set():
             frame = self.camera.latest(timeout=0.5)
@@ -69,12 +61,11 @@ class Pipeline:
 
     def _process(self, frame):
         started = time.monotonic()
-        with self._detector_lock:
-            tensor, letterbox = self._detector.preprocess(frame.image)
-            preprocessed = time.monotonic()
-            outputs = self._detector.infer(tensor)
-            inferred = time.monotonic()
-            detections = self._detector.postprocess(outputs, letterbox)
+        tensor, letterbox = self._detector.preprocess(frame.image)
+        preprocessed = time.monotonic()
+        outputs = self._detector.infer(tensor)
+        inferred = time.monotonic()
+        detections = self._detector.postprocess(outputs, letterbox)
         done = time.monotonic()
         for stage, seconds in (("frame_age", started - frame.captured), ("preprocess", preprocessed - started),
                                ("inference", inferred - preprocessed), ("postprocess", done - inferred)):

@@ -8,14 +8,14 @@ from appliance.models import load_family
 
 def open_detector(backend="auto", threads=0, min_score=None, model_name=None):
     """ONNX Runtime runs the shipped ONNX directly; TensorRT goes through the engine cache (built if missing)."""
+    if min_score is not None and not 0.0 < min_score < 1.0:
+        raise UsageError("--min-score must be between 0 and 1, got {}".format(min_score))
     model = load_model(model_name)
     name = resolve_backend(backend)
     if name != "onnxruntime":
         return _engine_detector(name, threads, min_score)
     settings = load_family(model.family).DEFAULT_SETTINGS
     if min_score is not None:
-        if not 0.0 < min_score < 1.0:
-            raise UsageError("--min-score must be between 0 and 1, got {}".format(min_score))
         settings = settings._replace(min_score=min_score)
     session = backend_module(name).open_session(model.onnx_path, threads)
     return Detector(session, model, settings)

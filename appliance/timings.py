@@ -50,8 +50,7 @@ class RateMeter:
             self._trim(now)
             if len(self._events) < 2:
                 return 0.0
-            span = max(now - self._events[0], 1e-6)
-            return round(len(self._events) / max(span, min(self._window, span)), 2)
+            return round(len(self._events) / max(now - self._events[0], 1e-6), 2)
 
     def _trim(self, now):
         while self._events and now - self._events[0] > self._window:

@@ -76,14 +76,9 @@ class Watcher:
     """An MQTT subscriber that prints what the daemon publishes."""
 
     def __init__(self, config, host, port):
-        import paho.mqtt.client as paho
-        from appliance.mqtt.topics import Topics
-        self.topics = Topics(config.mqtt.prefix, DEMO_DEVICE)
+        from appliance.mqtt.link import make_paho_client
         self.counts = {}
-        kwargs = {"client_id": "facewatch-demo-watcher"}
-        if hasattr(paho, "CallbackAPIVersion"):
-            kwargs["callback_api_version"] = paho.CallbackAPIVersion.VERSION2
-        self._client = paho.Client(**kwargs)
+        self._client = make_paho_client("facewatch-demo-watcher")
         self._client.on_message = self._on_message
         self._client.connect(host, port)
         self._client.subscribe("{}/{}/#".format(config.mqtt.prefix, DEMO_DEVICE))

@@ -30,7 +30,7 @@ def key_inputs(model, platform, precision, builder_settings, calibration_sha256=
         ("backend_version", platform["backend_version"]),
         ("device", platform["device"]),
         ("compute_capability", platform["compute_capability"]),
-        ("l4t_release", platform.get("l4t_release", l4t_release())),
+        ("l4t_release", platform["l4t_release"]),
         ("precision", precision),
         ("input_shape", [1, 3, model.input_height, model.input_width]),
         ("builder", collections.OrderedDict(sorted(builder_settings.items()))),

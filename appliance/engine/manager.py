@@ -3,7 +3,9 @@
 Every step is reported through `report(**engine payload fields)`: the daemon publishes it on the
 retained `engine` topic, the CLI draws a progress bar. Nothing changes precision silently.
 """
+import contextlib
 import logging
+import os
 import time
 from typing import NamedTuple, Optional
 
@@ -40,11 +42,11 @@ class EngineManager:
         self.threads = threads
         self.settings = settings
         self._report = report or (lambda **fields: None)
+        self._capabilities = None
 
     def ensure(self, requested="auto", force=False, strict=False):
         """A verified engine for `requested`, built if missing or invalid; EngineFailed if none can be."""
-        capabilities = self.backend.capabilities(self.model)
-        self._fast_fp16 = capabilities.fast_fp16
+        capabilities = self._capabilities = self.backend.capabilities(self.model)
         decision = policy.choose(requested, capabilities, strict)
         if decision.fallback_reason:
             log.warning("engine: %s; building %s instead", decision.fallback_reason, decision.precision.upper())
@@ -106,7 +108,7 @@ class EngineManager:
             try:
                 seconds = run_build(job, progress)
             except BuildCrashed as exc:
-                self._remove(temp)
+                remove_quietly(temp)
                 if attempt == 2:
                     raise
                 workspace = max(16, workspace // 2)
@@ -115,7 +117,7 @@ class EngineManager:
                 reason = note if reason is None else "{}; {}".format(reason, note)
                 continue
             except BuildFailed:
-                self._remove(temp)
+                remove_quietly(temp)
                 raise
             record = {"key_inputs": inputs, "built_at": round(time.time(), 3), "build_seconds": round(seconds, 2),
                       "precision": precision, "requested_precision": requested, "fallback_reason": reason,
@@ -138,7 +140,7 @@ class EngineManager:
         int8_path = self.backend.int8_source(self.model)[0] if precision == "int8" else None
         return {"backend": self.backend_name, "onnx": self.model.onnx_path, "int8_source": int8_path,
                 "precision": precision, "output": output, "workspace_mb": workspace,
-                "fast_fp16": getattr(self, "_fast_fp16", False),
+                "fast_fp16": self._capabilities.fast_fp16,
                 "input_name": self.model.input_name,
                 "input_shape": [1, 3, self.model.input_height, self.model.input_width],
                 "timing_cache": self.store.directory + "/timing.cache"}
@@ -153,10 +155,7 @@ class EngineManager:
                     fallback_reason=fallback)
         return engine
 
-    @staticmethod
-    def _remove(path):
-        import os
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+
+def remove_quietly(path):
+    with contextlib.suppress(OSError):
+        os.unlink(path)

@@ -19,6 +19,16 @@ CREDENTIAL_FAILURES = {4, 5, 134, 135}
 PAHO_2 = hasattr(paho, "CallbackAPIVersion")
 
 
+def make_paho_client(client_id, protocol="3.1.1"):
+    """A paho Client with version-2 callbacks on paho 2.x, the only kind on 1.6."""
+    kwargs = {"client_id": client_id, "protocol": paho.MQTTv5 if protocol == "5" else paho.MQTTv311}
+    if protocol != "5":
+        kwargs["clean_session"] = True
+    if PAHO_2:
+        kwargs["callback_api_version"] = paho.CallbackAPIVersion.VERSION2
+    return paho.Client(**kwargs)
+
+
 def reason_value(reason):
     return reason.value if hasattr(reason, "value") else int(reason)
 
@@ -39,13 +49,7 @@ class MqttLink:
         self._client = self._make_client(password)
 
     def _make_client(self, password):
-        protocol = paho.MQTTv5 if self.settings.protocol == "5" else paho.MQTTv311
-        kwargs = {"client_id": "facewatch-" + self.topics.device, "protocol": protocol}
-        if protocol == paho.MQTTv311:
-            kwargs["clean_session"] = True
-        if PAHO_2:
-            kwargs["callback_api_version"] = paho.CallbackAPIVersion.VERSION2
-        client = paho.Client(**kwargs)
+        client = make_paho_client("facewatch-" + self.topics.device, self.settings.protocol)
         if self.settings.username:
             client.username_pw_set(self.settings.username, password.decode("utf-8") if password else None)
         if self.settings.tls_ca or self.settings.tls_cert:
@@ -132,16 +136,3 @@ class MqttLink:
         name = self.topics.command_name(message.topic)
         if name is not None and self._on_command:
             self._on_command(name, message.payload, getattr(message, "properties", None))
-
-    def reply(self, payload, properties=None):
-        """A command reply; MQTT 5 response topic and correlation data honoured."""
-        topic = self.topics.reply
-        reply_properties = None
-        if properties is not None and getattr(properties, "ResponseTopic", None):
-            from paho.mqtt.properties import Properties
-            from paho.mqtt.packettypes import PacketTypes
-            topic = properties.ResponseTopic
-            reply_properties = Properties(PacketTypes.PUBLISH)
-            if getattr(properties, "CorrelationData", None):
-                reply_properties.CorrelationData = properties.CorrelationData
-        self._client.publish(topic, contract.encode(payload), qos=1, properties=reply_properties)

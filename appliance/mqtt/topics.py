@@ -8,8 +8,6 @@ ONLINE = "online"
 OFFLINE = "offline"
 STOPPED = "stopped"
 
-COMMAND_NAMES = ("rebuild", "status")
-
 
 class Topics:
     def __init__(self, prefix, device):
@@ -63,8 +61,3 @@ def telemetry_payload(uptime, pipeline, camera, engine, mqtt, host):
             "latency_ms": pipeline["latency_ms"], "dropped_frames": pipeline["dropped_frames"],
             "camera": camera, "engine": engine, "mqtt": mqtt, "host": host}
 
-
-def reply_payload(command_id, command, ok, state, error=None, **extra):
-    payload = {"id": command_id, "command": command, "ok": ok, "state": state, "error": error}
-    payload.update(extra)
-    return payload
