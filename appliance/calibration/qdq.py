@@ -1,0 +1,124 @@
+"""The INT8 Q/DQ model: the FP32 ONNX with QuantizeLinear/DequantizeLinear pairs, for TensorRT 11
+(explicit quantization) and ONNX Runtime.
+
+- activations: per-tensor symmetric INT8 (zero point 0, scale = amax/127 from calibration), a Q/DQ
+  pair on every activation a Conv reads: TensorRT's recommended placement (quantize the inputs of
+  weighted layers; a Conv's output is fused with its activation and quantized by the next Conv's Q);
+- Conv weights: per-output-channel symmetric INT8 (scale = max|w|/127 per channel), stored as INT8
+  with a DequantizeLinear (axis 0); biases stay FP32, as TensorRT expects.
+Opset 13 is the first with per-channel DequantizeLinear; the model is converted to it first.
+"""
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper, version_converter
+
+from appliance.calibration import graph
+
+QDQ_OPSET = 13
+INT8_MAX = 127.0
+
+
+def make_qdq_model(fp32_model, amax_by_name):
+    """The Q/DQ model of `fp32_model` (an onnx.ModelProto, not modified) with activation ranges `amax_by_name`."""
+    model = version_converter.convert_version(fp32_model, QDQ_OPSET)
+    inline_constant_identities(model)
+    quantize_conv_weights(model)
+    quantize_activations(model, amax_by_name)
+    onnx.checker.check_model(model)
+    return model
+
+
+def inline_constant_identities(model):
+    """Conv weights reached through Identity(initializer): point the Conv at the initializer itself."""
+    constants = {init.name for init in model.graph.initializer}
+    aliases = {node.output[0]: node.input[0] for node in model.graph.node
+               if node.op_type == "Identity" and node.input[0] in constants}
+    kept = [node for node in model.graph.node if node.output[0] not in aliases or node.op_type != "Identity"]
+    for node in kept:
+        for index, name in enumerate(node.input):
+            if name in aliases:
+                node.input[index] = aliases[name]
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+
+
+def per_channel_int8(weights):
+    """(int8 weights, float32 scale per output channel) for symmetric per-channel quantization."""
+    channel_max = np.abs(weights.reshape(weights.shape[0], -1)).max(axis=1)
+    scale = np.where(channel_max > 0, channel_max / INT8_MAX, 1.0).astype(np.float32)
+    shape = (-1,) + (1,) * (weights.ndim - 1)
+    quantized = np.clip(np.round(weights / scale.reshape(shape)), -INT8_MAX, INT8_MAX).astype(np.int8)
+    return quantized, scale
+
+
+def quantize_conv_weights(model):
+    initializers = {init.name: init for init in model.graph.initializer}
+    dequantized = {}
+    nodes = []
+    for node in model.graph.node:
+        if node.op_type == "Conv" and node.input[1] in initializers:
+            weight = node.input[1]
+            if weight not in dequantized:
+                dequantized[weight] = weight + "_dequantized"
+                nodes.append(weight_dequantize_node(model, initializers[weight], dequantized[weight]))
+            node.input[1] = dequantized[weight]
+        nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    unused = set(dequantized)
+    kept = [init for init in model.graph.initializer if init.name not in unused]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+
+
+def weight_dequantize_node(model, initializer, output):
+    quantized, scale = per_channel_int8(numpy_helper.to_array(initializer).astype(np.float32))
+    name = initializer.name
+    model.graph.initializer.extend([
+        numpy_helper.from_array(quantized, name + "_int8"),
+        numpy_helper.from_array(scale, name + "_scale"),
+        numpy_helper.from_array(np.zeros(len(scale), np.int8), name + "_zero_point"),
+    ])
+    return helper.make_node("DequantizeLinear", [name + "_int8", name + "_scale", name + "_zero_point"], [output],
+                            name=name + "_DequantizeLinear", axis=0)
+
+
+def quantize_activations(model, amax_by_name):
+    conv_inputs = {node.input[0] for node in model.graph.node if node.op_type == "Conv"}
+    chosen = [name for name in graph.activation_names(model) if name in amax_by_name and name in conv_inputs]
+    dequantized = {name: name + "_dequantized" for name in chosen}
+    for node in model.graph.node:
+        if node.op_type not in graph.SHAPE_OPS:
+            for index, name in enumerate(node.input):
+                if name in dequantized:
+                    node.input[index] = dequantized[name]
+    nodes = []
+    for name in chosen:
+        if name in {value.name for value in model.graph.input}:
+            nodes.extend(activation_qdq_nodes(model, name, amax_by_name[name]))
+    for node in model.graph.node:
+        nodes.append(node)
+        for name in node.output:
+            if name in dequantized:
+                nodes.extend(activation_qdq_nodes(model, name, amax_by_name[name]))
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+
+
+def activation_qdq_nodes(model, name, amax):
+    scale = np.float32(max(float(amax), 1e-8) / INT8_MAX)
+    model.graph.initializer.extend([
+        numpy_helper.from_array(np.array(scale, np.float32), name + "_scale"),
+        numpy_helper.from_array(np.array(0, np.int8), name + "_zero_point"),
+    ])
+    inputs = [name + "_scale", name + "_zero_point"]
+    return [
+        helper.make_node("QuantizeLinear", [name] + inputs, [name + "_quantized"], name=name + "_QuantizeLinear"),
+        helper.make_node("DequantizeLinear", [name + "_quantized"] + inputs, [name + "_dequantized"],
+                         name=name + "_DequantizeLinear"),
+    ]
+
+
+def quantized_tensor_names(model):
+    """The activations a Q/DQ model quantizes (what its QuantizeLinear nodes read)."""
+    return [node.input[0] for node in model.graph.node if node.op_type == "QuantizeLinear"]
