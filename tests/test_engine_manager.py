@@ -21,7 +21,17 @@ def manager(tmp_path, model, reports):
                          report=lambda **fields: reports.append(fields))
 
 
-def test_first_build_builds_and_checks_the_second_reuses(manager, reports):
+@pytest.fixture
+def avx2_cpu(monkeypatch):
+    monkeypatch.setattr(ort_backend, "cpu_description", lambda: ("an AVX2 CPU", {"sse4_2", "avx", "avx2"}))
+
+
+@pytest.fixture
+def vnni_cpu(monkeypatch):
+    monkeypatch.setattr(ort_backend, "cpu_description", lambda: ("a VNNI CPU", {"avx2", "avx512f", "avx512_vnni"}))
+
+
+def test_first_build_builds_and_checks_the_second_reuses(manager, reports, avx2_cpu):
     first = manager.ensure("auto")
     assert first.built_now and first.precision == "fp32" and first.fallback_reason is None
     assert [r["phase"] for r in reports if r["state"] == "building"][-1] == "acceptance"
@@ -148,3 +158,15 @@ def test_auto_prefers_int8_where_the_platform_and_a_table_allow(manager, model, 
     monkeypatch.setattr(ort_backend, "int8_source", lambda m: (m.onnx_path, m.onnx_sha256))
     engine = manager.ensure("auto")
     assert engine.precision == "int8" and engine.fallback_reason is None
+
+
+def test_an_avx2_cpu_has_no_fast_int8_and_says_so(manager, avx2_cpu):
+    engine = manager.ensure("int8")
+    assert engine.precision == "fp32"
+    assert engine.fallback_reason == "INT8 requested but this platform has no fast INT8"
+
+
+def test_int8_on_a_vnni_cpu_is_the_shipped_qdq_model_and_passes_acceptance(manager, model, vnni_cpu):
+    engine = manager.ensure("auto")
+    assert engine.precision == "int8" and engine.fallback_reason is None and engine.built_now
+    assert engine.sidecar["key_inputs"]["calibration_sha256"] == model.qdq_sha256

@@ -38,3 +38,12 @@ def test_unknown_model_name_is_named(model):
 def test_manifest_is_valid_json_with_a_schema_version(model):
     with open(model.directory + "/manifest.json") as f:
         assert json.load(f)["v"] == 1
+
+
+def test_the_shipped_int8_files_match_their_checksums(model):
+    from appliance.manifest import file_sha256
+    files = [(table.path, table.sha256) for table in model.calibration]
+    files += [(model.qdq_path, model.qdq_sha256), (model.int8_onnx_path, model.int8_onnx_sha256)]
+    assert len(files) == 5
+    for path, sha256 in files:
+        assert file_sha256(path) == sha256, path

@@ -150,7 +150,9 @@ def test_an_engine_from_another_tensorrt_is_refused_clearly(trt, model, tmp_path
 
 
 def test_an_unmet_precision_falls_back_with_its_reason(trt, model, tmp_path):
-    manager = EngineManager(model, "tensorrt", str(tmp_path / "engines"))
+    without_int8 = model._replace(calibration=(), qdq_path=None, qdq_sha256=None, int8_onnx_path=None,
+                                  int8_onnx_sha256=None)
+    manager = EngineManager(without_int8, "tensorrt", str(tmp_path / "engines"))
     engine = manager.ensure("int8")
     version = trt.trt.__version__
     if version == "8.2.1":
@@ -174,3 +176,30 @@ def test_the_fake_rejects_names_its_version_lacks(trt):
         with pytest.raises(AttributeError):
             getattr(config, name)
     assert hasattr(fake.BuilderFlag, "INT8") == (not version.startswith("11."))
+
+
+def test_int8_builds_from_the_shipped_files_of_each_version(trt, model, tmp_path):
+    manager = EngineManager(model, "tensorrt", str(tmp_path / "engines"))
+    engine = manager.ensure("int8")
+    version = trt.trt.__version__
+    if version == "8.2.1":
+        assert engine.precision == "fp16"    # the fake's 8.2.1 is a Nano: no fast INT8
+        return
+    assert engine.precision == "int8" and engine.fallback_reason is None
+    header, _, network = open(engine.path, "rb").read().partition(b"\n")
+    expected = model.qdq_path if version.startswith("11.") else model.int8_onnx_path
+    assert network == open(expected, "rb").read()
+    if not version.startswith("11."):
+        shipped = sum(1 for line in open(model.calibration[0].path) if ": " in line)
+        assert json.loads(header.decode())["ranges"] == shipped
+
+
+def test_the_table_for_the_running_version_is_chosen(trt, model):
+    version = trt.trt.__version__
+    if version.startswith("11."):
+        pytest.skip("TensorRT 11 reads the Q/DQ model")
+    chosen = trt.table_for_version(model.calibration, version)
+    listed = [table.trt_version for table in model.calibration]
+    release = version.rsplit(".", 1)[0]
+    assert chosen.trt_version.startswith(release) if any(v.startswith(release) for v in listed) else \
+        chosen is model.calibration[0]

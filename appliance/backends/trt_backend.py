@@ -5,9 +5,9 @@ execute_async_v3 (8.5+); max_workspace_size (8.2) or set_memory_pool_limit (8.4+
 calibration table via set_dynamic_range (8.x-10.x, no calibrator callbacks) or from the Q/DQ ONNX
 (11.x, where BuilderFlag.INT8/FP16 are gone). Every None from TensorRT is raised as an error.
 """
+import hashlib
 import logging
 import os
-import struct
 
 import numpy as np
 import tensorrt as trt
@@ -89,12 +89,24 @@ def capabilities(model):
 
 
 def int8_source(model):
-    if implicit_quantization():
-        if not model.calibration:
-            return None, None
-        table = model.calibration[0]
-        return table.path, table.sha256
-    return model.qdq_path, model.qdq_sha256
+    """(path, sha256) of what an INT8 build reads: the table for this TensorRT (with the equalized FP32
+    graph it describes) up to 10.x, the Q/DQ model on 11.x."""
+    if not implicit_quantization():
+        return model.qdq_path, model.qdq_sha256
+    table = table_for_version(model.calibration, trt.__version__)
+    if table is None:
+        return None, None
+    combined = hashlib.sha256((table.sha256 + (model.int8_onnx_sha256 or "")).encode("ascii")).hexdigest()
+    return table.path, combined
+
+
+def table_for_version(tables, version):
+    """The table made for this TensorRT's major.minor, else the first (the format is the same)."""
+    release = tuple(version.split(".")[:2])
+    for table in tables:
+        if tuple(table.trt_version.split(".")[:2]) == release:
+            return table
+    return tables[0] if tables else None
 
 
 def builder_settings(manager):
@@ -108,8 +120,7 @@ def build_engine(job, progress):
     builder = require(trt.Builder(logger), "Builder")
     network = create_network(builder)
     progress("parse", 0.05)
-    source = job["int8_source"] if job["precision"] == "int8" and not implicit_quantization() else job["onnx"]
-    parser = parse_onnx(network, logger, source)
+    parser = parse_onnx(network, logger, network_source(job))
     config = require(builder.create_builder_config(), "create_builder_config")
     set_workspace(config, job["workspace_mb"] << 20)
     add_fixed_profile(builder, config, job["input_name"], job["input_shape"])
@@ -123,6 +134,16 @@ def build_engine(job, progress):
     with open(job["output"], "wb") as f:
         f.write(memoryview(serialized))
     del parser
+
+
+def network_source(job):
+    """The ONNX to parse: the Q/DQ model for INT8 on 11.x, the equalized FP32 graph the table describes
+    for INT8 up to 10.x, else the shipped FP32 model."""
+    if job["precision"] != "int8":
+        return job["onnx"]
+    if not implicit_quantization():
+        return job["int8_source"]
+    return job.get("int8_onnx") or job["onnx"]
 
 
 def create_network(builder):
@@ -171,17 +192,12 @@ def set_precision(config, network, job):
 
 
 def read_calibration_table(path):
-    """{tensor name: amax} from TensorRT's cache format: 'TRT-<ver>-<algo>' then 'name: %08x' (scale bits)."""
-    with open(path) as f:
-        lines = [line.rstrip("\n") for line in f if line.strip()]
-    if not lines or not lines[0].startswith("TRT-"):
-        raise TensorRTError("{} is not a TensorRT calibration table (no TRT- header)".format(path))
-    ranges = {}
-    for line in lines[1:]:
-        name, _, bits = line.rpartition(": ")
-        scale = struct.unpack(">f", struct.pack(">I", int(bits, 16)))[0]
-        ranges[name] = scale * 127.0
-    return ranges
+    """{tensor name: amax} from a TensorRT calibration cache."""
+    from appliance.calibration.cache_format import CalibrationTableError, read_table
+    try:
+        return read_table(path).amax
+    except CalibrationTableError as exc:
+        raise TensorRTError(str(exc))
 
 
 def network_tensors(network):

@@ -76,12 +76,3 @@ def read_table(path):
         raise CalibrationTableError("cannot read calibration table {}: {}".format(path, exc))
     return parse_table(text, path)
 
-
-def check_names(cache, tensor_names, source="calibration table"):
-    """The table's names that the model has; CalibrationTableError if it names none of them."""
-    known = [name for name in cache.amax if name in tensor_names]
-    if not known:
-        raise CalibrationTableError(
-            "{} names none of the model's {} tensors (first entry {!r}): it was made for another model"
-            .format(source, len(tensor_names), next(iter(cache.amax), None)))
-    return known

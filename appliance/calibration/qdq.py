@@ -10,7 +10,7 @@ Opset 13 is the first with per-channel DequantizeLinear; the model is converted 
 """
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper, version_converter
+from onnx import helper, numpy_helper, version_converter
 
 from appliance.calibration import graph
 
@@ -118,7 +118,3 @@ def activation_qdq_nodes(model, name, amax):
                          name=name + "_DequantizeLinear"),
     ]
 
-
-def quantized_tensor_names(model):
-    """The activations a Q/DQ model quantizes (what its QuantizeLinear nodes read)."""
-    return [node.input[0] for node in model.graph.node if node.op_type == "QuantizeLinear"]

@@ -37,7 +37,16 @@ def prepare_output_folder(path):
         raise UsageError("cannot create the folder of {}: {}".format(path, exc.strerror or exc))
 
 
+def require_onnx():
+    from appliance.errors import FacewatchError
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise FacewatchError("facewatch calibrate needs the onnx package: pip install 'facewatch[calibrate]'")
+
+
 def run(args):
+    require_onnx()
     from appliance.calibration import cache_format, image_set
     from appliance.calibration.qdq import make_qdq_model
     from appliance.calibration.ranges import calibrate

@@ -139,6 +139,7 @@ class EngineManager:
     def _job(self, precision, output, workspace):
         int8_path = self.backend.int8_source(self.model)[0] if precision == "int8" else None
         return {"backend": self.backend_name, "onnx": self.model.onnx_path, "int8_source": int8_path,
+                "int8_onnx": self.model.int8_onnx_path,
                 "precision": precision, "output": output, "workspace_mb": workspace,
                 "fast_fp16": self._capabilities.fast_fp16,
                 "input_name": self.model.input_name,
