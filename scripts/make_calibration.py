@@ -17,6 +17,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 from appliance.calibration import cache_format  # noqa: E402
+from appliance.calibration.image_set import image_paths  # noqa: E402
 from appliance.manifest import file_sha256  # noqa: E402
 
 IMAGES = os.path.join(REPO_ROOT, ".cache", "calibration-images", "calibration")
@@ -52,7 +53,7 @@ def main():
     entry["int8_onnx"] = shipped[".fp32.onnx"]
     entry["qdq"] = shipped[".qdq.onnx"]
     entry["calibration_images"] = ("scripts/make_calibration_images.py, calibration set ({} images); "
-                                   "never the held-out set".format(len(os.listdir(IMAGES)) - 1))
+                                   "never the held-out set".format(len(image_paths(IMAGES))))
     with open(manifest_path, "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import onnx
 
-from appliance.calibration import equalize, qdq
+from appliance.calibration import equalize, graph
 from appliance.calibration.collector import ActivationReader, ChannelMaxCollector
 
 
@@ -18,7 +18,7 @@ def channel_spread(model, tensor, names):
 def test_equalization_keeps_the_function_and_evens_out_the_channels(model, detector):
     tensor, _ = detector.preprocess(cv2.imread(model.golden["image"]))
     original = onnx.load(model.onnx_path)
-    qdq.inline_constant_identities(original)
+    graph.inline_constant_identities(original)
     equalized = onnx.ModelProto()
     equalized.CopyFrom(original)
     names = equalize.activated_tensors(equalized)

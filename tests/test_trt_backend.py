@@ -6,13 +6,13 @@ warnings are recorded and must stay within what each version leaves no alternati
 import importlib
 import json
 import os
-import struct
 import sys
 import warnings
 
 import pytest
 
 from appliance.engine.manager import EngineManager
+from appliance.calibration import cache_format
 from appliance.manifest import CalibrationTable, file_sha256
 
 FAKES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fakes")
@@ -38,14 +38,12 @@ def trt(request, monkeypatch):
         sys.modules.pop(name, None)
 
 
-def calibration_table(path, model_path, version_tag="8201", names=None):
+def calibration_table(path, model_path, version="8.2.1", names=None):
     import onnx
     graph = onnx.load(model_path).graph
     names = names or [graph.input[0].name] + [o for node in graph.node for o in node.output]
-    lines = ["TRT-{}-EntropyCalibration2".format(version_tag)]
-    lines += ["{}: {:08x}".format(n, struct.unpack(">I", struct.pack(">f", 4.0 / 127))[0]) for n in names]
-    path.write_text("\n".join(lines) + "\n")
-    return CalibrationTable(str(path), file_sha256(str(path)), "EntropyCalibration2", version_tag)
+    path.write_text(cache_format.format_table(dict.fromkeys(names, 4.0), version))
+    return CalibrationTable(str(path), file_sha256(str(path)), cache_format.ALGORITHM, version)
 
 
 @pytest.fixture

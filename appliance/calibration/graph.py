@@ -37,6 +37,20 @@ def activation_names(model):
     return order
 
 
+def inline_constant_identities(model):
+    """Conv weights reached through Identity(initializer): point the Conv at the initializer itself."""
+    constants = {init.name for init in model.graph.initializer}
+    aliases = {node.output[0]: node.input[0] for node in model.graph.node
+               if node.op_type == "Identity" and node.input[0] in constants}
+    kept = [node for node in model.graph.node if node.op_type != "Identity" or node.output[0] not in aliases]
+    for node in kept:
+        for index, name in enumerate(node.input):
+            if name in aliases:
+                node.input[index] = aliases[name]
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+
+
 def with_outputs(model, names):
     """A copy of `model` that also outputs `names` (to read activations with ONNX Runtime)."""
     copy = onnx.ModelProto()

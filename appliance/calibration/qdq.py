@@ -13,33 +13,19 @@ import onnx
 from onnx import helper, numpy_helper, version_converter
 
 from appliance.calibration import graph
+from appliance.calibration.cache_format import INT8_MAX
 
 QDQ_OPSET = 13
-INT8_MAX = 127.0
 
 
 def make_qdq_model(fp32_model, amax_by_name):
     """The Q/DQ model of `fp32_model` (an onnx.ModelProto, not modified) with activation ranges `amax_by_name`."""
     model = version_converter.convert_version(fp32_model, QDQ_OPSET)
-    inline_constant_identities(model)
+    graph.inline_constant_identities(model)
     quantize_conv_weights(model)
     quantize_activations(model, amax_by_name)
     onnx.checker.check_model(model)
     return model
-
-
-def inline_constant_identities(model):
-    """Conv weights reached through Identity(initializer): point the Conv at the initializer itself."""
-    constants = {init.name for init in model.graph.initializer}
-    aliases = {node.output[0]: node.input[0] for node in model.graph.node
-               if node.op_type == "Identity" and node.input[0] in constants}
-    kept = [node for node in model.graph.node if node.output[0] not in aliases or node.op_type != "Identity"]
-    for node in kept:
-        for index, name in enumerate(node.input):
-            if name in aliases:
-                node.input[index] = aliases[name]
-    del model.graph.node[:]
-    model.graph.node.extend(kept)
 
 
 def per_channel_int8(weights):
@@ -92,9 +78,10 @@ def quantize_activations(model, amax_by_name):
             for index, name in enumerate(node.input):
                 if name in dequantized:
                     node.input[index] = dequantized[name]
+    inputs = {value.name for value in model.graph.input}
     nodes = []
     for name in chosen:
-        if name in {value.name for value in model.graph.input}:
+        if name in inputs:
             nodes.extend(activation_qdq_nodes(model, name, amax_by_name[name]))
     for node in model.graph.node:
         nodes.append(node)

@@ -11,7 +11,7 @@ runs the layers that read or write them in FP16; the Q/DQ model leaves them unqu
 import time
 from typing import NamedTuple
 
-from appliance.calibration import equalize, graph, qdq
+from appliance.calibration import equalize, graph
 from appliance.calibration.collector import ActivationReader, ChannelMaxCollector, RangeCollector
 from appliance.images import read_image
 from appliance.models import load_family
@@ -33,25 +33,22 @@ class Progress:
     def __init__(self, report):
         self._report = report
         self._started = time.monotonic()
+        starts = [sum(share for _, share in PHASES[:index]) for index in range(len(PHASES))]
+        self._spans = {name: (start, share) for (name, share), start in zip(PHASES, starts)}
 
     def step(self, phase, fraction_of_phase):
-        offset = 0.0
-        for name, share in PHASES:
-            if name == phase:
-                break
-            offset += share
-        done = offset + dict(PHASES)[phase] * fraction_of_phase
+        start, share = self._spans[phase]
+        done = start + share * fraction_of_phase
         elapsed = time.monotonic() - self._started
         self._report(phase, done, elapsed * (1 - done) / done if done > 0.02 else None)
 
 
-def over_images(model, paths, preprocess, observe, progress, phase, threads):
-    reader = ActivationReader(model, threads)
+def over_images(reader, paths, preprocess, observe, progress, phase):
+    """One pass: every image is read and preprocessed again rather than held (memory on a Nano)."""
     for index, path in enumerate(paths):
         tensor, _ = preprocess(read_image(path))
         observe(reader(tensor))
         progress.step(phase, (index + 1.0) / len(paths))
-    return reader.names
 
 
 def calibrate(spec, paths, report, threads=0):
@@ -60,13 +57,14 @@ def calibrate(spec, paths, report, threads=0):
     progress = Progress(report)
     preprocess = family.Preprocessor(spec.input_width, spec.input_height, spec.mean)
     model = graph.load(spec.onnx_path)
-    qdq.inline_constant_identities(model)
+    graph.inline_constant_identities(model)
     channels = ChannelMaxCollector(equalize.activated_tensors(model))
-    over_images(model, paths, preprocess, channels.observe, progress, "channels", threads)
+    over_images(ActivationReader(model, threads), paths, preprocess, channels.observe, progress, "channels")
     pairs = equalize.equalize(model, channels.channel_max)
-    collector = RangeCollector(graph.activation_names(model))
-    over_images(model, paths, preprocess, collector.observe_max, progress, "ranges", threads)
-    over_images(model, paths, preprocess, collector.observe_histograms, progress, "histograms", threads)
+    reader = ActivationReader(model, threads)
+    collector = RangeCollector(reader.names)
+    over_images(reader, paths, preprocess, collector.observe_max, progress, "ranges")
+    over_images(reader, paths, preprocess, collector.observe_histograms, progress, "histograms")
     float_names = kept_float(collector.names, spec.int8_keep_float)
     quantized = [name for name in collector.names if name not in float_names]
     amax = {}
