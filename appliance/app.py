@@ -1,4 +1,9 @@
-"""The daemon: MQTT link, engine, camera, pipeline, telemetry. start() and stop() mirror each other."""
+"""The daemon: MQTT link, engine, camera, pipeline, host sensors, telemetry.
+
+start() reads as a table of contents and stop() undoes it in reverse. Every thread runs under one
+Supervisor: the first that dies stops the daemon, which publishes `offline` and exits 1 naming the
+thread and the cause, so systemd restarts it. A clean stop (SIGTERM) publishes `stopped`.
+"""
 import logging
 import threading
 import time
@@ -6,14 +11,24 @@ import time
 from appliance import config as configuration
 from appliance.camera import Camera
 from appliance.detections import faces_as_json
+from appliance.errors import Cancelled, FacewatchError
 from appliance.host import open_host_sensors
 from appliance.mqtt import topics as contract
 from appliance.mqtt.link import MqttLink
 from appliance.pipeline import Pipeline
 from appliance.publish_policy import make_policy
 from appliance.systemd_notify import Notifier
+from appliance.workers import Supervisor
 
 log = logging.getLogger(__name__)
+
+# While a first-boot build runs, each heartbeat pushes systemd's start timeout this far ahead.
+BUILD_TIMEOUT_EXTENSION = 30.0
+THREAD_STOP_TIMEOUT = 5.0
+
+
+class DaemonFailed(FacewatchError):
+    """A thread of the daemon died; the message names it and its cause."""
 
 
 class App:
@@ -23,88 +38,147 @@ class App:
         self.notifier = notifier or Notifier()
         self.listeners = list(listeners)
         self.topics = contract.Topics(config.mqtt.prefix, configuration.device_id(config))
+        self.supervisor = Supervisor(self.stop_event)
         self.started_at = time.monotonic()
         self.mqtt = self.detector = self.camera = self.pipeline = self.host = None
         self.engine_state = {}
+        self.phase = "starting"
+        self._host_error = None
         self._policy = make_policy(config.detections)
         self._seq = 0
 
     def start(self):
         self._connect_mqtt()
         self._open_engine()
-        self._open_camera()
+        self._start_camera()
         self._start_pipeline()
         self._open_host_sensors()
         self._announce_ready()
 
-    def stop(self):
+    def stop(self, final_status=contract.STOPPED):
         self.stop_event.set()
         self.notifier.stopping()
-        if self.pipeline:
-            self.pipeline.stop()
-        if self.camera:
-            self.camera.stop()
-        if self.detector:
-            self.detector.close()
-        if self.host:
-            self.host.close()
-        if self.mqtt:
-            self.mqtt.stop(contract.STOPPED)
-        log.info("stopped")
+        self._close_host_sensors()
+        stuck = self._stop_threads()
+        self._close_engine(stuck)
+        self._disconnect_mqtt(final_status)
+        log.info("stopped (%s)", final_status)
 
     def run(self, until=None):
-        """Start, publish telemetry every interval until the stop event (or `until()`), then stop."""
+        """Start, publish telemetry every interval until the stop event (or `until()`), then stop.
+
+        Raises DaemonFailed when a thread died; a stop requested during start-up is a clean stop.
+        """
+        clean = False
         try:
-            self.start()
-            while not self.stop_event.wait(self.config.telemetry.interval):
-                self.publish_telemetry()
-                if until and until():
-                    break
+            try:
+                self.start()
+                self._serve(until)
+            except Cancelled as exc:
+                log.info("%s", exc)
+            clean = self.supervisor.failure is None
         finally:
-            self.stop()
+            self.stop(contract.STOPPED if clean else contract.OFFLINE)
+        if self.supervisor.failure:
+            raise DaemonFailed(self.supervisor.failure)
 
     def source_exhausted(self):
         """A file source without loop has ended and every frame of it was processed."""
         return self.camera.finished() and not self.camera.has_pending_frame() and self.pipeline.idle.is_set()
 
+    # --- start, in order ---------------------------------------------------------------------------
+
     def _connect_mqtt(self):
         settings = self.config.mqtt
         password_path = configuration.secret_path(settings.password_file, "mqtt_password")
-        password = configuration.read_secret(password_path) if password_path else None
-        self.mqtt = MqttLink(settings, self.topics, password).start()
+        password = configuration.read_secret(password_path, "mqtt.password_file") if password_path else None
+        self.mqtt = MqttLink(settings, self.topics, password, on_state=self._refresh_status)
+        self.mqtt.start(self.supervisor)
 
     def _open_engine(self):
         """Build what is missing (first boot), then load and warm up; progress on the engine topic."""
         from appliance.engine.setup import manager_for
-        self.notifier.status("checking engine")
-        manager = manager_for(self.config, report=self._report_engine)
-        engine = manager.ensure(self.config.engine.precision)
-        self.detector = manager.open_detector(engine)
-        self.notifier.status("warming up")
+        self._set_phase("checking engine")
+        manager = manager_for(self.config, report=self._report_engine, cancel=self.stop_event,
+                              heartbeat=self._build_heartbeat)
+        _, self.detector = manager.load(self.config.engine.precision)
+        self._set_phase("warming up")
         self.detector.detect(_warmup_frame(self.detector))
 
-    def _report_engine(self, **fields):
-        self.engine_state = contract.engine_payload(**fields)
-        self.mqtt.publish(self.topics.engine, self.engine_state, qos=1, retain=True)
-        if fields.get("state") == "building":
-            self.notifier.extend_timeout(120)
-            self.notifier.status("building {} engine: {} {:.0f}%".format(
-                fields.get("precision"), fields.get("phase"), 100 * (fields.get("progress") or 0)))
-        log.info("engine: %s %s %s", fields.get("state"), fields.get("phase"), fields.get("progress"))
-
-    def _open_camera(self):
-        self.camera = Camera(self.config.camera, self.stop_event).start()
+    def _start_camera(self):
+        self.camera = Camera(self.config.camera, self.stop_event)
+        self.supervisor.start("camera", self.camera.run, may_end=True)
 
     def _start_pipeline(self):
         self.pipeline = Pipeline(self.camera, self.detector, self._publish_result, self.stop_event,
-                                 on_progress=self.notifier.progress).start()
+                                 on_progress=self.notifier.progress).start(self.supervisor)
 
     def _open_host_sensors(self):
         self.host = open_host_sensors()
 
     def _announce_ready(self):
-        self.notifier.ready("detecting on {}".format(self.camera.name))
+        self.phase = "detecting on {}".format(self.camera.name)
+        self.notifier.ready(self._status_line())
         log.info("detecting: camera %s, device %s", self.camera.name, self.topics.device)
+
+    # --- stop, in reverse ----------------------------------------------------------------------------
+
+    def _close_host_sensors(self):
+        if self.host:
+            try:
+                self.host.close()
+            except Exception as exc:  # a sensor library failing to close must not stop the shutdown
+                log.warning("host sensors: close failed: %s", exc)
+
+    def _stop_threads(self):
+        """Wake and join the pipeline and camera threads; the names of any that did not end."""
+        if self.camera:
+            self.camera.wake()
+        stuck = self.supervisor.join(Pipeline.THREADS + ("camera",), THREAD_STOP_TIMEOUT)
+        if stuck:
+            log.error("thread(s) %s did not stop within %.0f s", ", ".join(stuck), THREAD_STOP_TIMEOUT)
+        return stuck
+
+    def _close_engine(self, stuck):
+        if self.detector and "inference" not in stuck:
+            self.detector.close()
+
+    def _disconnect_mqtt(self, final_status):
+        if self.mqtt:
+            self.mqtt.stop(final_status)
+
+    # --- while running -------------------------------------------------------------------------------
+
+    def _serve(self, until):
+        interval = self.config.telemetry.interval
+        next_telemetry = time.monotonic() + interval
+        while not self.stop_event.wait(max(0.0, next_telemetry - time.monotonic())):
+            self.publish_telemetry()
+            next_telemetry = max(next_telemetry + interval, time.monotonic())
+            if until and until():
+                return
+
+    def _set_phase(self, text):
+        self.phase = text
+        self._refresh_status()
+
+    def _refresh_status(self):
+        self.notifier.status(self._status_line())
+
+    def _status_line(self):
+        problem = self.mqtt.problem() if self.mqtt else ""
+        return "{}; MQTT: {}".format(self.phase, problem) if problem else self.phase
+
+    def _report_engine(self, **fields):
+        self.engine_state = contract.engine_payload(**fields)
+        self.mqtt.publish(self.topics.engine, self.engine_state, qos=1, retain=True)
+        if fields.get("state") == "building":
+            self._set_phase("building {} engine: {} {:.0f}%".format(
+                fields.get("precision"), fields.get("phase"), 100 * (fields.get("progress") or 0)))
+        log.info("engine: %s %s %s", fields.get("state"), fields.get("phase"), fields.get("progress"))
+
+    def _build_heartbeat(self, elapsed):
+        self.notifier.extend_timeout(BUILD_TIMEOUT_EXTENSION)
 
     def _publish_result(self, result):
         for listener in self.listeners:
@@ -120,8 +194,21 @@ class App:
         engine = {k: self.engine_state.get(k) for k in ("state", "backend", "precision", "key")}
         return contract.telemetry_payload(
             uptime=time.monotonic() - self.started_at, pipeline=self.pipeline.stats(),
-            camera=self.camera.stats(), engine=engine, mqtt=self.mqtt.stats(),
-            host=self.host.sample() if self.host else {})
+            camera=self.camera.stats(), engine=engine, mqtt=self.mqtt.stats(), host=self._host_sample())
+
+    def _host_sample(self):
+        """Host readings; a sensor source that fails is reported in the message, not only logged."""
+        if not self.host:
+            return {"error": "no host sensor source is available"}
+        try:
+            sample, self._host_error = self.host.sample(), None
+            return sample
+        except Exception as exc:  # jtop and sysfs raise many kinds; the daemon goes on without them
+            message = "{} readings failed: {}: {}".format(self.host.name, type(exc).__name__, exc)
+            if message != self._host_error:
+                log.warning("host sensors: %s", message)
+            self._host_error = message
+            return {"source": self.host.name, "error": message}
 
     def publish_telemetry(self):
         self.mqtt.publish(self.topics.telemetry, self.telemetry(), qos=self.config.telemetry.qos)

@@ -5,7 +5,7 @@ URLs (FFmpeg with open/read timeouts), a video file (paced at its own frame rate
 or a raw GStreamer pipeline string. A lost or stalled source is reopened with capped exponential backoff.
 """
 import logging
-import os
+import math
 import re
 import threading
 import time
@@ -13,7 +13,9 @@ from typing import NamedTuple
 
 import cv2
 
+from appliance import files
 from appliance.errors import FacewatchError
+from appliance.sources import SourceError, describe, parse_source
 from appliance.timings import RateMeter
 
 log = logging.getLogger(__name__)
@@ -25,39 +27,18 @@ Frame = NamedTuple("Frame", [
     ("timestamp", float),     # time.time() when grabbed
 ])
 
-SourceSpec = NamedTuple("SourceSpec", [("kind", str), ("target", object), ("api", int)])
-
 CONNECTING, STREAMING, STALLED, RECONNECTING, ENDED, FAILED = (
     "connecting", "streaming", "stalled", "reconnecting", "ended", "failed")
-URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
+DEFAULT_FILE_FPS = 25.0
+MAX_FILE_FPS = 1000.0
 
 
 class CameraError(FacewatchError):
     pass
 
 
-def parse_source(source, width=0, height=0, fps=0.0):
-    text = str(source).strip()
-    if text.isdigit():
-        return SourceSpec("v4l2", int(text), cv2.CAP_V4L2)
-    if text.startswith("/dev/video"):
-        return SourceSpec("v4l2", text, cv2.CAP_V4L2)
-    if text.startswith("csi://"):
-        return SourceSpec("gstreamer", csi_pipeline(text[len("csi://"):], width, height, fps), cv2.CAP_GSTREAMER)
-    if text.lower().startswith(URL_SCHEMES):
-        return SourceSpec("url", text, cv2.CAP_FFMPEG)
-    if "!" in text:
-        pipeline = text if re.search(r"\bappsink\b", text) else text + " ! appsink drop=true max-buffers=1"
-        return SourceSpec("gstreamer", pipeline, cv2.CAP_GSTREAMER)
-    return SourceSpec("file", text, cv2.CAP_ANY)
-
-
-def csi_pipeline(sensor, width, height, fps):
-    if not sensor.isdigit():
-        raise CameraError("csi:// needs a sensor number, as in csi://0; got csi://{}".format(sensor))
-    return ("nvarguscamerasrc sensor-id={} ! video/x-raw(memory:NVMM),width={},height={},framerate={}/1 ! "
-            "nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! "
-            "appsink drop=true max-buffers=1").format(sensor, width or 1280, height or 720, int(fps or 30))
+def capture_api(kind):
+    return {"v4l2": cv2.CAP_V4L2, "gstreamer": cv2.CAP_GSTREAMER, "url": cv2.CAP_FFMPEG}.get(kind, cv2.CAP_ANY)
 
 
 def gstreamer_available():
@@ -72,12 +53,15 @@ def open_capture(spec, settings):
             "OpenCV {} here was built without GStreamer, so csi:// and pipeline sources cannot open. On a "
             "Jetson use the OpenCV JetPack ships (apt: nvidia-opencv) and `pip uninstall "
             "opencv-python-headless`; elsewhere install an OpenCV built with GStreamer".format(cv2.__version__))
-    if spec.kind == "file" and not os.path.isfile(spec.target):
-        raise CameraError("{}: no such file".format(spec.target))
-    capture = cv2.VideoCapture(spec.target, spec.api, *timeout_params(spec, settings))
+    if spec.kind == "file":
+        try:
+            files.check_regular_file(spec.target)
+        except files.FileRefused as exc:
+            raise CameraError(str(exc))
+    capture = cv2.VideoCapture(spec.target, capture_api(spec.kind), *timeout_params(spec, settings))
     if not capture.isOpened():
         capture.release()
-        raise CameraError("cannot open camera source {!r}".format(describe(spec)))
+        raise CameraError("cannot open camera source {!r}".format(describe(spec.target)))
     if spec.kind == "v4l2":
         apply_v4l2_settings(capture, settings)
     return capture
@@ -100,23 +84,20 @@ def apply_v4l2_settings(capture, settings):
         capture.set(cv2.CAP_PROP_FPS, settings.fps)
 
 
-def describe(spec):
-    """The source as a user would recognise it, without credentials in URLs."""
-    return re.sub(r"//[^/@]*@", "//***@", str(spec.target))
-
-
 class Camera:
-    """Grabs frames on its own thread; latest() hands out only the newest one."""
+    """Grabs frames in run() (a supervised thread); latest() hands out only the newest one."""
 
     def __init__(self, settings, stop_event):
         self.settings = settings
-        self.spec = parse_source(settings.source, settings.width, settings.height, settings.fps)
-        self.name = describe(self.spec)
+        try:
+            self.spec = parse_source(settings.source, settings.width, settings.height, settings.fps)
+        except SourceError as exc:
+            raise CameraError("camera.source {}".format(exc))
+        self.name = describe(self.spec.target)
         self._stop = stop_event
         self._condition = threading.Condition()
         self._latest = None
         self._handed = None
-        self._thread = None
         self._next_index = 0
         self.state = CONNECTING
         self.error = ""
@@ -126,16 +107,10 @@ class Camera:
         self.last_frame_at = None
         self.capture_rate = RateMeter()
 
-    def start(self):
-        self._thread = threading.Thread(target=self._run, name="camera", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self):
+    def wake(self):
+        """Let a latest() waiting for a frame see that facewatch is stopping."""
         with self._condition:
             self._condition.notify_all()
-        if self._thread:
-            self._thread.join(timeout=5)
 
     def latest(self, timeout):
         """The newest frame not handed out yet, or None after `timeout` seconds."""
@@ -148,6 +123,7 @@ class Camera:
                 self._condition.wait(remaining)
             frame = self._latest
             self._handed = frame
+            self._condition.notify_all()
             return frame
 
     def has_pending_frame(self):
@@ -164,6 +140,16 @@ class Camera:
                 "frames": self.frames, "dropped": self.dropped, "reconnects": self.reconnects,
                 "frame_age_ms": None if age is None else round(age * 1000, 1), "error": self.error}
 
+    def run(self):
+        """Open, stream, reopen with capped backoff, until stopped or a file without loop ends."""
+        try:
+            self._run()
+        except BaseException as exc:
+            self._set_state(FAILED, "{}: {}".format(type(exc).__name__, exc))
+            raise
+        finally:
+            self.wake()
+
     def _run(self):
         delay = self.settings.reconnect_min
         while not self._stop.is_set():
@@ -177,7 +163,7 @@ class Camera:
                 self.reconnects += 1
                 continue
             self._set_state(STREAMING, "")
-            log.info("camera: streaming from %s", describe(self.spec))
+            log.info("camera: streaming from %s", self.name)
             try:
                 outcome, delivered = self._stream(capture)
             finally:
@@ -187,8 +173,8 @@ class Camera:
             if outcome == ENDED:
                 if not self.settings.loop:
                     self._set_state(ENDED, "the file ended")
-                    log.info("camera: %s ended", describe(self.spec))
-                    break
+                    log.info("camera: %s ended", self.name)
+                    return
                 continue
             if outcome == STALLED:
                 self.reconnects += 1
@@ -196,13 +182,12 @@ class Camera:
                 log.warning("camera: source stalled; reconnecting in %.1f s", delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.settings.reconnect_max)
-        with self._condition:
-            self._condition.notify_all()
 
     def _stream(self, capture):
         """Read until the source ends, stalls or we stop. -> (outcome, frames delivered)."""
         is_file = self.spec.kind == "file"
-        period = 1.0 / (capture.get(cv2.CAP_PROP_FPS) or 25.0) if is_file else 0.0
+        period = 1.0 / file_fps(capture) if is_file and self.settings.realtime else 0.0
+        every_frame = is_file and not self.settings.realtime
         if is_file:
             self._next_index = 0
         next_due = time.monotonic()
@@ -221,7 +206,9 @@ class Camera:
             last_good = now
             self._publish(image, now)
             delivered += 1
-            if period:
+            if every_frame:
+                self._wait_until_handed()
+            elif period:
                 next_due = max(next_due + period, now - period)
                 self._stop.wait(max(0.0, next_due - time.monotonic()))
         return "stopped", delivered
@@ -238,6 +225,17 @@ class Camera:
             self._condition.notify_all()
         self.capture_rate.tick()
 
+    def _wait_until_handed(self):
+        with self._condition:
+            while self._latest is not self._handed and not self._stop.is_set():
+                self._condition.wait(0.5)
+
     def _set_state(self, state, error):
         self.state = state
         self.error = error
+
+
+def file_fps(capture):
+    """The file's own frame rate, or 25 where it states none that makes sense."""
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    return fps if math.isfinite(fps) and 0 < fps <= MAX_FILE_FPS else DEFAULT_FILE_FPS

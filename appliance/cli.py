@@ -7,6 +7,8 @@ import sys
 from appliance import __version__
 from appliance.errors import EXIT_FAILURE, EXIT_USAGE, FacewatchError
 
+INTERNAL_ERROR = "internal error:"
+
 COMMANDS = (
     ("run", "appliance.commands.run", "the daemon, in the foreground (what systemd starts)"),
     ("demo", "appliance.commands.demo", "the whole daemon on a bundled clip, CPU backend, no camera or broker needed"),
@@ -63,4 +65,11 @@ def main(argv=None):
         print("facewatch {}: {}".format(args.command, exc), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        return EXIT_FAILURE
+    except BrokenPipeError:  # `facewatch ... | head`: the reader left; nothing more to say
+        return EXIT_FAILURE
+    except Exception as exc:  # a bug of ours: a plain message for the user, the traceback for a report
+        logging.getLogger("facewatch").debug("internal error", exc_info=True)
+        print("facewatch {}: {} {}: {} (the traceback is shown with --log-level debug; please report it)".format(
+            args.command, INTERNAL_ERROR, type(exc).__name__, exc), file=sys.stderr)
         return EXIT_FAILURE

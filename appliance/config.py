@@ -1,14 +1,18 @@
 """The configuration file: TOML, typed, frozen, every key checked against SCHEMA.
 
 Unknown keys and values out of their limits are errors that name the key; all of them are reported
-at once. Secrets never sit in the file: `*_file` keys name files (or systemd credentials) to read.
+at once. A file that passes is one `facewatch run` can start from: numbers are finite, names are valid
+host names and topic levels, files named are readable regular files of the right kind. Secrets never
+sit in the file: `*_file` keys name files (or systemd credentials) to read.
 """
 import collections
 import difflib
+import math
 import os
 import socket
-from typing import Any, NamedTuple, Optional, Tuple
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
+from appliance import files, shipped, validators
 from appliance.errors import ConfigError
 
 try:
@@ -17,6 +21,11 @@ except ImportError:  # pragma: no cover - older Pythons, Jetson's 3.6 included
     import tomli as toml_reader
 
 DEFAULT_PATH = "/etc/facewatch/facewatch.toml"
+MAX_CONFIG_BYTES = 1 << 20
+MAX_STRING = 4096
+# The longest topic facewatch uses below PREFIX/DEVICE, and below the Home Assistant prefix.
+LONGEST_TOPIC_SUFFIX = "/telemetry"
+LONGEST_DISCOVERY_SUFFIX = "/binary_sensor/facewatch_{}/face_present/config"
 
 Field = NamedTuple("Field", [
     ("kind", Any),            # bool, int, float, str, or (int, str) for either
@@ -24,17 +33,19 @@ Field = NamedTuple("Field", [
     ("minimum", Optional[float]),
     ("maximum", Optional[float]),
     ("choices", Optional[Tuple]),
+    ("check", Optional[Callable]),   # value -> None, or what is wrong with it
 ])
 
 
-def field(kind, default, minimum=None, maximum=None, choices=None):
-    return Field(kind, default, minimum, maximum, choices)
+def field(kind, default, minimum=None, maximum=None, choices=None, check=None):
+    return Field(kind, default, minimum, maximum, choices, check)
 
 
 SCHEMA = collections.OrderedDict([
     ("camera", collections.OrderedDict([
-        ("source", field((int, str), "0")),
+        ("source", field((int, str), "0", check=validators.camera_source)),
         ("loop", field(bool, False)),
+        ("realtime", field(bool, True)),
         ("width", field(int, 0, 0, 8192)),
         ("height", field(int, 0, 0, 8192)),
         ("fps", field(float, 0.0, 0.0, 240.0)),
@@ -45,15 +56,15 @@ SCHEMA = collections.OrderedDict([
         ("reconnect_max", field(float, 30.0, 0.1, 3600.0)),
     ])),
     ("mqtt", collections.OrderedDict([
-        ("host", field(str, "localhost")),
+        ("host", field(str, "localhost", check=validators.host)),
         ("port", field(int, 1883, 1, 65535)),
-        ("prefix", field(str, "facewatch")),
-        ("device_id", field(str, "")),
+        ("prefix", field(str, "facewatch", check=validators.topic_prefix)),
+        ("device_id", field(str, "", check=validators.device_id)),
         ("username", field(str, "")),
-        ("password_file", field(str, "")),
-        ("tls_ca", field(str, "")),
-        ("tls_cert", field(str, "")),
-        ("tls_key", field(str, "")),
+        ("password_file", field(str, "", check=validators.secret_file)),
+        ("tls_ca", field(str, "", check=validators.ca_bundle)),
+        ("tls_cert", field(str, "", check=validators.pem_file)),
+        ("tls_key", field(str, "", check=validators.pem_file)),
         ("keepalive", field(int, 30, 5, 3600)),
         ("protocol", field(str, "5", choices=("3.1.1", "5"))),
         ("queue_size", field(int, 1000, 1, 1000000)),
@@ -73,17 +84,17 @@ SCHEMA = collections.OrderedDict([
     ("engine", collections.OrderedDict([
         ("backend", field(str, "auto", choices=("auto", "tensorrt", "onnxruntime"))),
         ("precision", field(str, "auto", choices=("auto", "int8", "fp16", "fp32"))),
-        ("cache_dir", field(str, "")),
+        ("cache_dir", field(str, "", check=validators.folder_path)),
         ("threads", field(int, 0, 0, 256)),
         ("workspace_mb", field(int, 256, 16, 65536)),
     ])),
     ("commands", collections.OrderedDict([
-        ("key_file", field(str, "")),
+        ("key_file", field(str, "", check=validators.secret_file)),
         ("allow_unsigned", field(bool, False)),
     ])),
     ("homeassistant", collections.OrderedDict([
         ("discovery", field(bool, False)),
-        ("prefix", field(str, "homeassistant")),
+        ("prefix", field(str, "homeassistant", check=validators.topic_prefix)),
     ])),
 ])
 
@@ -99,21 +110,32 @@ def defaults():
 def load(path=None, required=False):
     """The Config from `path` (default: DEFAULT_PATH, or $CONFIGURATION_DIRECTORY/facewatch.toml).
 
-    A missing default file means defaults; a missing file the user named is an error.
+    A missing default file means defaults unless `required`; a missing file the user named is an error.
     """
     path = path or default_path()
-    if not os.path.isfile(path):
-        if required:
-            raise ConfigError("{}: no such file".format(path))
+    if not required and not os.path.lexists(path):
         return defaults()
     try:
-        with open(path, "rb") as f:
-            document = toml_reader.loads(f.read().decode("utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError("{}: cannot read: {}".format(path, exc))
-    except toml_reader.TOMLDecodeError as exc:
+        text = files.read_text_file(path, MAX_CONFIG_BYTES)
+    except files.FileRefused as exc:
+        raise ConfigError(str(exc) + missing_file_hint(path))
+    return build(parse_toml(path, text), path)
+
+
+def parse_toml(path, text):
+    try:
+        return toml_reader.loads(text)
+    except RecursionError:
+        raise ConfigError("{}: not valid TOML: nested too deeply".format(path))
+    except (toml_reader.TOMLDecodeError, ValueError) as exc:
         raise ConfigError("{}: not valid TOML: {}".format(path, exc))
-    return build(document, path)
+
+
+def missing_file_hint(path):
+    if os.path.lexists(path):
+        return ""
+    return ("\n  facewatch needs a configuration file: copy {} (every key, documented, with its default) "
+            "to {} and edit it, or name one with --config PATH".format(shipped.example_config(), path))
 
 
 def default_path():
@@ -137,12 +159,14 @@ def build(document, path):
         values = {}
         for key, spec in fields.items():
             value = given.get(key, spec.default)
-            problem = check_value("{}.{}".format(name, key), value, spec)
+            problem = check_value(value, spec)
             if problem:
-                errors.append(problem)
+                errors.append("{}.{}: {}".format(name, key, problem))
+                value = spec.default
             values[key] = normalise(value, spec)
         sections[name] = SECTION_TYPES[name](**values)
-    errors.extend(check_relations(sections))
+    if not errors:
+        errors.extend(check_relations(sections))
     if errors:
         raise ConfigError("{} has {} error{}:\n  {}".format(
             path or "the configuration", len(errors), "" if len(errors) == 1 else "s", "\n  ".join(errors)))
@@ -151,24 +175,43 @@ def build(document, path):
 
 def unknown_key_message(key, known, section=None):
     name = "{}.{}".format(section, key) if section else key
-    close = difflib.get_close_matches(key, list(known), n=1)
+    close = difflib.get_close_matches(str(key), list(known), n=1)
     hint = " (did you mean {}?)".format("{}.{}".format(section, close[0]) if section else close[0]) if close else ""
-    return "{}: unknown key{}".format(name, hint)
+    return "{}: unknown key{}".format(ascii_name(name), hint)
 
 
-def check_value(name, value, spec):
+def ascii_name(name):
+    """A key as written, with anything unprintable escaped."""
+    return name if name.isprintable() else ascii(name)
+
+
+def check_value(value, spec):
     kinds = spec.kind if isinstance(spec.kind, tuple) else (spec.kind,)
     if isinstance(value, bool) and bool not in kinds:
-        return "{}: must be {}, got {!r}".format(name, kind_names(kinds), value)
+        return "must be {}, got {}".format(kind_names(kinds), shown(value))
     if not isinstance(value, kinds) and not (float in kinds and isinstance(value, int)):
-        return "{}: must be {}, got {!r}".format(name, kind_names(kinds), value)
+        return "must be {}, got {}".format(kind_names(kinds), shown(value))
     if spec.choices and value not in spec.choices:
-        return "{}: must be one of {}, got {!r}".format(name, ", ".join(spec.choices), value)
+        return "must be one of {}, got {}".format(", ".join(spec.choices), shown(value))
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number, got {}".format(value)
     if spec.minimum is not None and isinstance(value, (int, float)) and value < spec.minimum:
-        return "{}: must be >= {}, got {!r}".format(name, spec.minimum, value)
+        return "must be >= {}, got {}".format(spec.minimum, shown(value))
     if spec.maximum is not None and isinstance(value, (int, float)) and value > spec.maximum:
-        return "{}: must be <= {}, got {!r}".format(name, spec.maximum, value)
-    return None
+        return "must be <= {}, got {}".format(spec.maximum, shown(value))
+    if isinstance(value, str):
+        if len(value) > MAX_STRING:
+            return "is {} characters long; at most {}".format(len(value), MAX_STRING)
+        control = validators.control_characters(value)
+        if control:
+            return "contains the control character {}".format(control)
+    return spec.check(value) if spec.check else None
+
+
+def shown(value):
+    """A value for an error message: short, and printable whatever it holds."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def kind_names(kinds):
@@ -183,28 +226,42 @@ def normalise(value, spec):
 
 
 def check_relations(sections):
+    """What only holds between values; run once every value is fine on its own."""
     errors = []
     for name in ("camera", "mqtt"):
         section = sections[name]
         if section.reconnect_max < section.reconnect_min:
             errors.append("{0}.reconnect_max: must be >= {0}.reconnect_min ({1})".format(name, section.reconnect_min))
+    camera = sections["camera"]
+    if bool(camera.width) != bool(camera.height):
+        errors.append("camera.height: camera.width and camera.height go together (both 0, or both set)")
     mqtt = sections["mqtt"]
     if bool(mqtt.tls_cert) != bool(mqtt.tls_key):
         errors.append("mqtt.tls_key: tls_cert and tls_key go together")
-    for key in ("password_file", "tls_ca", "tls_cert", "tls_key"):
-        errors.extend(check_readable("mqtt." + key, getattr(mqtt, key)))
-    errors.extend(check_readable("commands.key_file", sections["commands"].key_file))
+    elif mqtt.tls_cert:
+        problem = validators.client_certificate(mqtt.tls_cert, mqtt.tls_key)
+        if problem:
+            errors.append("mqtt.tls_cert: " + problem)
+    if mqtt.password_file and not mqtt.username:
+        errors.append("mqtt.password_file: a password needs mqtt.username")
+    device = effective_device_id(mqtt)
+    problem = validators.device_id(device)
+    if problem:
+        errors.append("mqtt.device_id: empty, so the host name {!r} is used, which {}".format(device, problem))
+    topic = "{}/{}{}".format(mqtt.prefix, device, LONGEST_TOPIC_SUFFIX)
+    problem = validators.topic_length(topic) or validators.topic_length(
+        sections["homeassistant"].prefix + LONGEST_DISCOVERY_SUFFIX.format(device))
+    if problem:
+        errors.append("mqtt.prefix: with mqtt.device_id and homeassistant.prefix it " + problem)
     return errors
 
 
-def check_readable(name, path):
-    if path and not os.access(path, os.R_OK):
-        return ["{}: cannot read {}".format(name, path)]
-    return []
+def effective_device_id(mqtt):
+    return mqtt.device_id or socket.gethostname().split(".")[0]
 
 
 def device_id(config):
-    return config.mqtt.device_id or socket.gethostname().split(".")[0]
+    return effective_device_id(config.mqtt)
 
 
 def secret_path(configured, credential_name):
@@ -217,6 +274,9 @@ def secret_path(configured, credential_name):
     return ""
 
 
-def read_secret(path):
-    with open(path, "rb") as f:
-        return f.read().strip()
+def read_secret(path, key):
+    """The secret in `path`; ConfigError naming `key` if it cannot be used."""
+    try:
+        return validators.read_secret(path)
+    except files.FileRefused as exc:
+        raise ConfigError("{}: {}".format(key, exc))

@@ -27,3 +27,7 @@ class ModelError(FacewatchError):
 
 class BackendUnavailable(FacewatchError):
     """An inference backend whose libraries are not installed on this host."""
+
+
+class Cancelled(Exception):
+    """A long step (an engine build) stopped because facewatch is stopping; not a failure."""

@@ -1,13 +1,24 @@
-"""Reading images with clear errors, and drawing detections on them."""
-import os
+"""Reading images with clear errors, and drawing detections on them.
+
+An image is read only if it is a regular file of at most MAX_IMAGE_BYTES whose header (read by
+Pillow, without decoding) declares at most MAX_IMAGE_PIXELS: a small file declaring 30000x30000
+would otherwise make OpenCV allocate gigabytes.
+"""
+import io
+import warnings
 
 import cv2
 import numpy as np
 
+from appliance import files
 from appliance.errors import UsageError
 
 BOX_COLOR = (0, 255, 0)
 LANDMARK_COLORS = ((0, 0, 255), (0, 255, 255), (255, 0, 255), (0, 255, 0), (255, 0, 0))
+
+
+MAX_IMAGE_BYTES = 64 << 20
+MAX_IMAGE_PIXELS = 64000000
 
 
 class ImageError(UsageError):
@@ -15,20 +26,36 @@ class ImageError(UsageError):
 
 
 def read_image(path):
-    """BGR uint8 image, or ImageError saying why not (missing, a folder, unreadable, not an image)."""
-    if not os.path.exists(path):
-        raise ImageError("{}: no such file".format(path))
-    if os.path.isdir(path):
-        raise ImageError("{}: is a folder, not an image".format(path))
+    """BGR uint8 image, or ImageError saying why not (missing, not a file, too large, not an image)."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise ImageError("{}: cannot read: {}".format(path, exc.strerror or exc))
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+        data = files.read_regular_file(path, MAX_IMAGE_BYTES)
+    except files.FileRefused as exc:
+        raise ImageError(str(exc))
+    if not data:
+        raise ImageError("{}: is empty".format(path))
+    width, height = declared_size(path, data)
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageError("{}: declares {}x{} pixels ({:.0f} megapixels); the limit is {:.0f}".format(
+            path, width, height, width * height / 1e6, MAX_IMAGE_PIXELS / 1e6))
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise ImageError("{}: not an image OpenCV can decode ({} bytes)".format(path, len(data)))
     return image
+
+
+def declared_size(path, data):
+    """(width, height) from the image's header alone; ImageError if no known format matches."""
+    from PIL import Image
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as header:
+                return header.size
+        except Image.DecompressionBombError:
+            raise ImageError("{}: declares more than {:.0f} megapixels; the limit is {:.0f}".format(
+                path, 2 * Image.MAX_IMAGE_PIXELS / 1e6, MAX_IMAGE_PIXELS / 1e6))
+        except Exception:  # Pillow raises many kinds for what is not an image; all mean the same here
+            raise ImageError("{}: not an image (no known image format; {} bytes)".format(path, len(data)))
 
 
 def annotate(image, detections):

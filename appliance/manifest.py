@@ -1,11 +1,11 @@
 """engines/manifest.json: the shipped models, their checksums, and how to feed and read them."""
-import hashlib
 import json
 import os
-import sys
 from typing import NamedTuple, Optional
 
+from appliance import shipped
 from appliance.errors import ModelError
+from appliance.files import FileRefused, file_sha256, read_regular_file
 
 MANIFEST_NAME = "manifest.json"
 
@@ -33,28 +33,24 @@ ModelSpec = NamedTuple("ModelSpec", [
 ])
 
 
-SOURCE_TREE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAX_MANIFEST_BYTES = 1 << 20
 
 
 def candidate_directories():
-    """Where the engines/ folder may be: env override, the source tree, then installed data."""
+    """Where the engines/ folder may be: $FACEWATCH_ENGINES_DIR, else the source tree or installed data."""
     override = os.environ.get("FACEWATCH_ENGINES_DIR")
     if override:
         return [override]
-    return [os.path.join(SOURCE_TREE, "engines"),
-            os.path.join(sys.prefix, "share", "facewatch", "engines"),
-            "/usr/share/facewatch/engines"]
+    return shipped.candidates("engines")
 
 
 def find_media_dir(name):
-    """examples/NAME in the source tree, or share/facewatch/NAME where installed."""
-    candidates = [os.path.join(SOURCE_TREE, "examples", name),
-                  os.path.join(sys.prefix, "share", "facewatch", name),
-                  os.path.join("/usr/share/facewatch", name)]
-    for directory in candidates:
-        if os.path.isdir(directory):
-            return directory
-    raise ModelError("bundled media {!r} not found in: {}".format(name, ", ".join(candidates)))
+    """examples/NAME in the source tree or where facewatch is installed."""
+    directory = shipped.find(os.path.join("examples", name))
+    if directory is None or not os.path.isdir(directory):
+        raise ModelError("bundled media {!r} not found in: {}".format(
+            name, ", ".join(shipped.candidates(os.path.join("examples", name)))))
+    return directory
 
 
 def find_engines_dir():
@@ -64,34 +60,31 @@ def find_engines_dir():
     raise ModelError("no {} found in: {}".format(MANIFEST_NAME, ", ".join(candidate_directories())))
 
 
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_manifest(directory=None):
     directory = directory or find_engines_dir()
     path = os.path.join(directory, MANIFEST_NAME)
     try:
-        with open(path, "rb") as f:
-            document = json.loads(f.read().decode("utf-8"))
-    except (OSError, ValueError) as exc:
+        document = json.loads(read_regular_file(path, MAX_MANIFEST_BYTES).decode("utf-8"))
+    except (FileRefused, ValueError) as exc:
         raise ModelError("cannot read {}: {}".format(path, exc))
+    if not isinstance(document, dict):
+        raise ModelError("{} is not a JSON object; reinstall facewatch".format(path))
     return document, directory
 
 
 def load_model(name=None, directory=None, verify=True):
     """The ModelSpec of `name` (default: the manifest's default), its files checked against their sha256."""
     document, directory = load_manifest(directory)
-    name = name or document["default_model"]
+    path = os.path.join(directory, MANIFEST_NAME)
+    name = name or document.get("default_model")
+    entry = (document.get("models") or {}).get(name) if isinstance(document.get("models"), dict) else None
+    if entry is None:
+        raise ModelError("model {!r} is not in {}".format(name, path))
     try:
-        entry = document["models"][name]
-    except KeyError:
-        raise ModelError("model {!r} is not in {}".format(name, os.path.join(directory, MANIFEST_NAME)))
-    spec = _spec_from_entry(name, entry, directory)
+        spec = _spec_from_entry(name, entry, directory)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelError("{}: the entry of {!r} is malformed ({}: {}); reinstall facewatch".format(
+            path, name, type(exc).__name__, exc))
     if verify:
         verify_file(spec.onnx_path, spec.onnx_sha256)
     return spec

@@ -3,17 +3,15 @@
 The camera thread keeps only the newest frame (older ones are counted as dropped). The inference thread
 runs pre-processing, the engine and post-processing and times each. The publish thread serialises and
 hands results to MQTT, so a slow broker never holds the engine. `on_progress` is called after every
-frame processed and every idle wait on the camera: a stalled engine stops calling it.
+frame processed and every idle wait on the camera: a stalled engine stops calling it. Both loops run
+under the daemon's Supervisor: an exception ends the daemon with its cause, never only a log line.
 """
-import logging
 import queue
 import threading
 import time
 from typing import NamedTuple
 
 from appliance.timings import RateMeter, StageTimings
-
-log = logging.getLogger(__name__)
 
 STAGES = ("frame_age", "preprocess", "inference", "postprocess", "publish", "total")
 
@@ -28,23 +26,18 @@ class Pipeline:
         self._stop = stop_event
         self._on_progress = on_progress or (lambda: None)
         self._results = queue.Queue(maxsize=queue_size)
-        self._threads = []
         self.timings = StageTimings(STAGES)
         self.inference_rate = RateMeter()
         self.processed = 0
         self.queue_dropped = 0
         self.idle = threading.Event()
 
-    def start(self):
-        for name, target in (("inference", self._inference_loop), ("publish", self._publish_loop)):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        return self
+    THREADS = ("inference", "publish")
 
-    def stop(self):
-        for thread in self._threads:
-            thread.join(timeout=5)
+    def start(self, supervisor):
+        supervisor.start("inference", self._inference_loop)
+        supervisor.start("publish", self._publish_loop)
+        return self
 
     def _inference_loop(self):
         while not self._stop.is_set():
@@ -93,10 +86,7 @@ class Pipeline:
             except queue.Empty:
                 continue
             started = time.monotonic()
-            try:
-                self._publish(result)
-            except Exception:  # a bad result must not end publishing; it is logged with its cause
-                log.exception("publishing frame %s failed", result.frame.index)
+            self._publish(result)
             self.timings.add("publish", time.monotonic() - started)
             self.timings.add("total", time.monotonic() - result.frame.captured)
 

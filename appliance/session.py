@@ -29,4 +29,4 @@ def _engine_detector(backend, threads, min_score):
                              detections=config.detections._replace(
                                  min_score=config.detections.min_score if min_score is None else min_score))
     manager = manager_for(config, backend=backend)
-    return manager.open_detector(manager.ensure(config.engine.precision))
+    return manager.load(config.engine.precision)[1]

@@ -18,7 +18,7 @@ sys.path.insert(0, REPO_ROOT)
 
 from appliance.calibration import cache_format  # noqa: E402
 from appliance.calibration.image_set import image_paths  # noqa: E402
-from appliance.manifest import file_sha256  # noqa: E402
+from appliance.files import file_sha256  # noqa: E402
 
 IMAGES = os.path.join(REPO_ROOT, ".cache", "calibration-images", "calibration")
 ENGINES = os.path.join(REPO_ROOT, "engines")

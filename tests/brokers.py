@@ -27,15 +27,22 @@ def wait_until(predicate, timeout, interval=0.05, message="condition"):
 
 
 class Mosquitto:
-    def __init__(self, directory, extra_config=""):
+    """mosquitto on 127.0.0.1: its log in DIRECTORY/mosquitto.log; `persistent` keeps sessions and queued
+    messages across restarts (saved on every change, so even a SIGKILL loses nothing acknowledged)."""
+
+    def __init__(self, directory, extra_config="", persistent=False, port=None):
         self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not os.path.exists(self.binary):
             raise RuntimeError("mosquitto is not installed: apt-get install mosquitto (bash .ci/run does)")
-        self.port = free_port()
-        self.config = os.path.join(str(directory), "mosquitto.conf")
+        directory = str(directory)
+        self.port = port or free_port()
+        self.config = os.path.join(directory, "mosquitto.conf")
+        self.log_path = os.path.join(directory, "mosquitto.log")
+        persistence = ("persistence true\npersistence_location {}/\nautosave_interval 1\nautosave_on_changes true\n"
+                       .format(directory) if persistent else "persistence false\n")
         with open(self.config, "w") as f:
-            f.write("listener {} 127.0.0.1\npersistence false\n{}".format(
-                self.port, extra_config or "allow_anonymous true\n"))
+            f.write("listener {} 127.0.0.1\n{}log_dest file {}\nuser root\n{}".format(
+                self.port, persistence, self.log_path, extra_config or "allow_anonymous true\n"))
         self.process = None
 
     def start(self):
@@ -44,10 +51,22 @@ class Mosquitto:
         wait_until(self._accepts, 10, message="mosquitto to listen")
         return self
 
-    def stop(self):
+    def stop(self, sig=None):
+        """SIGKILL by default; signal.SIGTERM for a clean shutdown (it saves its state)."""
         if self.process and self.process.poll() is None:
-            self.process.kill()
+            if sig is None:
+                self.process.kill()
+            else:
+                self.process.send_signal(sig)
             self.process.wait()
+
+    def log(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except OSError:
+            return ""
+
 
     def _accepts(self):
         try:
@@ -58,15 +77,19 @@ class Mosquitto:
 
 
 class Recorder:
-    """Subscribes to `pattern` and keeps every message: (topic, payload text, retain)."""
+    """Subscribes to `pattern` and keeps every message: (topic, payload text, retain).
 
-    def __init__(self, port, pattern):
+    clean=False: a persistent session (fixed client id, QoS 1) whose messages the broker keeps while the
+    recorder is away, as a subscriber that must not miss anything would use."""
+
+    def __init__(self, port, pattern, clean=True):
         self.messages = []
         self._lock = threading.Lock()
-        kwargs = {"client_id": "test-recorder-{}".format(id(self))}
+        kwargs = {"client_id": "test-recorder-{}".format(id(self) if clean else "persistent"), "clean_session": clean}
         if hasattr(paho, "CallbackAPIVersion"):
             kwargs["callback_api_version"] = paho.CallbackAPIVersion.VERSION2
         self.client = paho.Client(**kwargs)
+        self.client.reconnect_delay_set(0.1, 0.5)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda client, *args: client.subscribe(pattern, qos=1)
         self.client.connect("127.0.0.1", port)

@@ -56,7 +56,7 @@ def clip():
 class Daemon:
     """`facewatch run --config PATH` in its own process, as systemd would start it."""
 
-    def __init__(self, tmp_path, port, camera, device="testcam", **sections):
+    def __init__(self, tmp_path, port, camera, device="testcam", fault=None, env=None, name=None, **sections):
         import tomli_w_lite
         document = {"camera": camera, "mqtt": {"host": "127.0.0.1", "port": port, "device_id": device,
                                                "reconnect_min": 0.2, "reconnect_max": 1.0, "keepalive": 5},
@@ -64,15 +64,18 @@ class Daemon:
                     "engine": {"backend": "onnxruntime", "cache_dir": str(tmp_path / "engines")}}
         for name, values in sections.items():
             document.setdefault(name, {}).update(values)
-        self.config_path = tmp_path / "facewatch.toml"
+        name = name or device
+        self.config_path = tmp_path / "{}.toml".format(name)
         self.config_path.write_text(tomli_w_lite.dumps(document))
-        self.log_path = tmp_path / "daemon.log"
+        self.log_path = tmp_path / "{}.log".format(name)
+        self.command = ([sys.executable, os.path.join(REPO_ROOT, "tests", "fault_runner.py"), fault] if fault
+                        else [sys.executable, "-m", "appliance"]) + ["run", "--config", str(self.config_path)]
+        self.env = dict(os.environ, **(env or {}))
         self.process = None
 
     def start(self):
         self.log = open(str(self.log_path), "w")
-        self.process = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--config", str(self.config_path)],
-                                        stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(self.command, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         return self
 
     def output(self):
@@ -96,3 +99,11 @@ def daemon_factory(tmp_path):
     yield make
     for daemon in started:
         daemon.stop()
+
+
+def auto_precision_here():
+    """What `auto` builds with ONNX Runtime on this CPU, by the precision policy (VNNI: INT8, else FP32)."""
+    from appliance.backends import ort_backend
+    from appliance.engine import policy
+    from appliance.manifest import load_model
+    return policy.choose("auto", ort_backend.capabilities(load_model())).precision

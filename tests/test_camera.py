@@ -1,60 +1,86 @@
+import os
 import threading
 
-import cv2
 import pytest
 
 from appliance import camera, config
+from brokers import wait_until
 
 
 def settings(**values):
     return config.build({"camera": values}, None).camera
 
 
-@pytest.mark.parametrize("source, kind", [
-    ("0", "v4l2"), (0, "v4l2"), ("/dev/video1", "v4l2"), ("csi://0", "gstreamer"),
-    ("rtsp://cam/stream", "url"), ("http://cam/mjpg", "url"), ("/data/clip.mp4", "file"),
-    ("videotestsrc ! videoconvert ! appsink", "gstreamer"),
-])
-def test_sources_are_recognised(source, kind):
-    assert camera.parse_source(source).kind == kind
+@pytest.fixture
+def running():
+    """Start a Camera's loop on a thread; stop and join it after the test."""
+    started = []
 
-
-def test_csi_becomes_an_nvargus_pipeline_ending_in_appsink():
-    spec = camera.parse_source("csi://1", 1920, 1080, 30)
-    assert spec.target.startswith("nvarguscamerasrc sensor-id=1 ") and "width=1920" in spec.target
-    assert spec.target.endswith("appsink drop=true max-buffers=1")
-
-
-def test_credentials_in_urls_are_not_shown():
-    assert camera.describe(camera.parse_source("rtsp://admin:pw@cam/s")) == "rtsp://***@cam/s"
+    def start(camera_settings):
+        stop = threading.Event()
+        source = camera.Camera(camera_settings, stop)
+        thread = threading.Thread(target=source.run, daemon=True)
+        thread.start()
+        started.append((stop, source, thread))
+        return source
+    yield start
+    for stop, source, thread in started:
+        stop.set()
+        source.wake()
+        thread.join(5)
+        assert not thread.is_alive()
 
 
 @pytest.mark.skipif(camera.gstreamer_available(), reason="this OpenCV has GStreamer")
 def test_a_gstreamer_source_without_gstreamer_says_what_to_install():
+    source = camera.Camera(settings(source="csi://0"), threading.Event())
     with pytest.raises(camera.CameraError, match="built without GStreamer.*nvidia-opencv"):
-        camera.open_capture(camera.parse_source("csi://0"), settings())
+        camera.open_capture(source.spec, source.settings)
 
 
-def test_a_file_without_loop_ends_and_keeps_only_the_newest_frame(clip):
-    stop = threading.Event()
-    source = camera.Camera(settings(source=clip[0]), stop).start()
+def test_a_realtime_file_keeps_only_the_newest_frame(running, clip):
+    source = running(settings(source=clip[0]))
     first = source.latest(timeout=5)
     assert first.index == 0 and first.image.shape == (480, 640, 3)
-    import time
-    time.sleep(1.0)
+    wait_until(lambda: source.frames >= first.index + 5, 10, message="frames to arrive unread")
     newest = source.latest(timeout=5)
     assert newest.index > first.index + 1
     assert source.dropped >= newest.index - first.index - 1
-    stop.set()
-    source.stop()
 
 
-def test_a_missing_file_is_reported_and_retried(tmp_path):
-    stop = threading.Event()
-    source = camera.Camera(settings(source=str(tmp_path / "none.mp4"), reconnect_min=0.05, reconnect_max=0.1), stop)
-    source.start()
-    assert source.latest(timeout=0.5) is None
+def test_a_file_read_not_in_realtime_hands_over_every_frame_then_ends(running, clip):
+    source = running(settings(source=clip[0], realtime=False))
+    indices = []
+    while True:
+        frame = source.latest(timeout=10)
+        if frame is None:
+            break
+        indices.append(frame.index)
+    assert indices == list(range(80))
+    assert source.state == camera.ENDED and source.dropped == 0
+
+
+def test_a_missing_file_is_reported_and_retried(running, tmp_path):
+    source = running(settings(source=str(tmp_path / "none.mp4"), reconnect_min=0.05, reconnect_max=0.1))
+    wait_until(lambda: source.reconnects >= 2, 10, message="two retries")
     assert source.state == camera.RECONNECTING and "no such file" in source.error
-    assert source.reconnects >= 2
-    stop.set()
-    source.stop()
+    assert source.latest(timeout=0.1) is None
+
+
+def test_a_fifo_is_refused_without_blocking(running, tmp_path):
+    fifo = str(tmp_path / "camera.fifo")
+    os.mkfifo(fifo)
+    source = running(settings(source=fifo, reconnect_min=0.05, reconnect_max=0.1))
+    wait_until(lambda: source.reconnects >= 1, 10, message="the FIFO to be refused")
+    assert "FIFO" in source.error
+
+
+def test_a_camera_that_raises_is_marked_failed_and_the_error_kept(clip, monkeypatch):
+    def broken(capture):
+        raise RuntimeError("decoder exploded")
+    source = camera.Camera(settings(source=clip[0]), threading.Event())
+    monkeypatch.setattr(source, "_stream", broken)
+    with pytest.raises(RuntimeError):
+        source.run()
+    assert source.state == camera.FAILED and "decoder exploded" in source.error
+    assert source.finished()

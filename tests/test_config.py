@@ -48,7 +48,8 @@ def test_unknown_section_is_named(tmp_path):
     ("[detections]\npolicy = 'sometimes'\n", "detections.policy: must be one of every_frame, on_change, max_rate"),
     ("[engine]\nprecision = 'int4'\n", "engine.precision: must be one of auto, int8, fp16, fp32"),
     ("[camera]\nreconnect_min = 5.0\nreconnect_max = 1.0\n", "camera.reconnect_max: must be >= camera.reconnect_min"),
-    ("[mqtt]\npassword_file = '/nonexistent/secret'\n", "mqtt.password_file: cannot read /nonexistent/secret"),
+    ("[mqtt]\nusername = 'cam'\npassword_file = '/nonexistent/secret'\n",
+     "mqtt.password_file: /nonexistent/secret: no such file"),
     ("[mqtt\n", "not valid TOML"),
 ])
 def test_bad_values_name_their_key(tmp_path, text, message):
@@ -92,4 +93,142 @@ def test_password_comes_from_a_systemd_credential(tmp_path, monkeypatch):
     (tmp_path / "mqtt_password").write_text("s3cret\n")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     path = configuration.secret_path("", "mqtt_password")
-    assert configuration.read_secret(path) == b"s3cret"
+    assert configuration.read_secret(path, "mqtt.password_file") == b"s3cret"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[telemetry]\ninterval = nan\n", "telemetry.interval: must be a finite number, got nan"),
+    ("[telemetry]\ninterval = inf\n", "telemetry.interval: must be a finite number, got inf"),
+    ("[camera]\nfps = -inf\n", "camera.fps: must be a finite number"),
+    ("[detections]\nmax_rate = nan\n", "detections.max_rate: must be a finite number"),
+    ("[mqtt]\nhost = ''\n", "mqtt.host: is empty"),
+    ("[mqtt]\nhost = 'broker host'\n", "mqtt.host: 'broker host' is not a valid host name"),
+    ("[mqtt]\nhost = 'a..b'\n", "mqtt.host: 'a..b' is not a valid host name"),
+    ("[mqtt]\nhost = '-broker'\n", "mqtt.host: '-broker' is not a valid host name"),
+    ("[mqtt]\nprefix = 'site/#'\n", "mqtt.prefix: contains '#'"),
+    ("[mqtt]\nprefix = 'a/+/b'\n", "mqtt.prefix: contains '+'"),
+    ("[mqtt]\nprefix = '$SYS'\n", "mqtt.prefix: starts with '$'"),
+    ("[mqtt]\nprefix = 'a//b'\n", "mqtt.prefix: has an empty topic level"),
+    ("[mqtt]\nprefix = ''\n", "mqtt.prefix: is empty"),
+    ("[mqtt]\ndevice_id = 'cam/1'\n", "mqtt.device_id: contains '/'"),
+    ("[mqtt]\ndevice_id = 'cam#'\n", "mqtt.device_id: contains '#'"),
+    ('[mqtt]\ndevice_id = "cam\\u0000"\n', "mqtt.device_id: contains the control character '\\x00'"),
+    ("[mqtt]\ndevice_id = 'all'\n", "mqtt.device_id: 'all' is reserved"),
+    ("[mqtt]\nprefix = '{}'\n".format("p" * 5000), "mqtt.prefix: is 5000 characters long; at most 4096"),
+    ("[camera]\nsource = ''\n", "camera.source: is empty"),
+    ("[camera]\nsource = 'csi://left'\n", "camera.source: csi:// needs a sensor number"),
+    ("[camera]\nwidth = 640\n", "camera.width and camera.height go together"),
+    ("[engine]\ncache_dir = 'engines'\n", "engine.cache_dir: 'engines' is a relative path"),
+    ("[homeassistant]\nprefix = 'ha/#'\n", "homeassistant.prefix: contains '#'"),
+    ('[mqtt]\nusername = "u\\nv"\n', "mqtt.username: contains the control character '\\n'"),
+])
+def test_values_that_would_break_run_are_refused_naming_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError) as error:
+        configuration.load(write(tmp_path, text), required=True)
+    assert message in str(error.value)
+
+
+@pytest.fixture
+def secret_files(tmp_path):
+    """Every kind of file a secret key may name, keyed by what it is."""
+    import os
+    made = {"a folder": tmp_path / "folder", "a FIFO": tmp_path / "fifo", "not UTF-8": tmp_path / "latin1",
+            "empty": tmp_path / "blank"}
+    made["a folder"].mkdir()
+    os.mkfifo(str(made["a FIFO"]))
+    made["not UTF-8"].write_bytes(b"caf\xe9\n")
+    made["empty"].write_text("  \n")
+    return made
+
+
+@pytest.mark.parametrize("key", ["mqtt.password_file", "commands.key_file"])
+@pytest.mark.parametrize("kind, message", [
+    ("a folder", "is a folder, not a file"), ("a FIFO", "is a FIFO (named pipe), not a file"),
+    ("not UTF-8", "not UTF-8 text"), ("empty", "is empty"),
+])
+def test_secret_files_of_the_wrong_kind_are_refused_without_blocking(tmp_path, secret_files, key, kind, message):
+    section, name = key.split(".")
+    extra = "username = 'cam'\n" if section == "mqtt" else ""
+    text = "[{}]\n{}{} = '{}'\n".format(section, extra, name, secret_files[kind])
+    with pytest.raises(ConfigError) as error:
+        configuration.load(write(tmp_path, text), required=True)
+    assert "{}: {}: {}".format(key, secret_files[kind], message) in str(error.value)
+
+
+def test_tls_files_that_are_not_pem_are_refused(tmp_path):
+    not_pem = tmp_path / "ca.crt"
+    not_pem.write_text("this is not a certificate\n")
+    fake_pem = tmp_path / "fake.pem"
+    fake_pem.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+    with pytest.raises(ConfigError) as error:
+        configuration.load(write(tmp_path, "[mqtt]\ntls_ca = '{}'\n".format(not_pem)), required=True)
+    assert "mqtt.tls_ca: {}: not PEM".format(not_pem) in str(error.value)
+    with pytest.raises(ConfigError) as error:
+        configuration.load(write(tmp_path, "[mqtt]\ntls_ca = '{}'\n".format(fake_pem)), required=True)
+    assert "mqtt.tls_ca: {}: not a usable CA certificate bundle".format(fake_pem) in str(error.value)
+    text = "[mqtt]\ntls_cert = '{0}'\ntls_key = '{0}'\n".format(fake_pem)
+    with pytest.raises(ConfigError, match="do not load as a certificate and its key"):
+        configuration.load(write(tmp_path, text), required=True)
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
+def test_a_config_path_that_is_not_a_file_says_what_it_is(tmp_path, kind):
+    import os
+    path = tmp_path / "facewatch.toml"
+    if kind == "folder":
+        path.mkdir()
+    else:
+        os.mkfifo(str(path))
+    result = run_cli("check-config", "--config", path, timeout=30)
+    assert result.returncode == 2
+    assert "{}: is a {}".format(path, "folder" if kind == "folder" else "FIFO") in result.stderr
+
+
+def test_run_without_a_config_file_stops_and_points_to_the_example(tmp_path):
+    result = run_cli("run", env={"CONFIGURATION_DIRECTORY": str(tmp_path)}, timeout=30)
+    assert result.returncode == 2
+    assert "{}: no such file".format(tmp_path / "facewatch.toml") in result.stderr
+    assert "examples/facewatch.toml" in result.stderr and "--config" in result.stderr
+
+
+@pytest.mark.parametrize("text", ["a = " + "[" * 5000 + "]" * 5000, "a = " + "{b = " * 5000 + "1" + "}" * 5000])
+def test_toml_nested_thousands_deep_is_a_clear_error(tmp_path, text):
+    result = run_cli("check-config", "--config", write(tmp_path, text + "\n"), timeout=30)
+    assert result.returncode == 2
+    assert "not valid TOML" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_topic_longer_than_mqtt_allows_is_refused():
+    from appliance import validators
+    assert validators.topic_length("a" * 65535) is None
+    assert "MQTT allows at most 65535" in validators.topic_length("é" * 40000)
+
+
+def test_an_unreadable_secret_is_refused_as_the_service_user_sees_it(tmp_path):
+    """The daemon runs as its own user: a secret that user cannot read is named (as root, checked as nobody)."""
+    import os
+    import shutil
+    import tempfile
+    folder = tempfile.mkdtemp(prefix="fw-secret-")
+    try:
+        os.chmod(folder, 0o755)
+        secret = os.path.join(folder, "key")
+        with open(secret, "w") as f:
+            f.write("k3y\n")
+        os.chmod(secret, 0)
+        config = os.path.join(folder, "facewatch.toml")
+        with open(config, "w") as f:
+            f.write("[commands]\nkey_file = '{}'\n".format(secret))
+        os.chmod(config, 0o644)
+        prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+        if prefix and not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv to drop privileges")
+        import subprocess
+        import sys
+        result = subprocess.run(prefix + [sys.executable, "-m", "appliance", "check-config", "--config", config],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60,
+                                cwd="/", env=dict(os.environ, PYTHONPATH=REPO_ROOT))
+        assert result.returncode == 2, result.stderr
+        assert "commands.key_file: {}: permission denied".format(secret) in result.stderr
+    finally:
+        shutil.rmtree(folder)

@@ -55,7 +55,7 @@ def test_unreadable_image_is_a_clear_error(tmp_path):
     not_an_image.write_text("hello")
     result = run_cli("detect", not_an_image)
     assert result.returncode == 2
-    assert "not an image OpenCV can decode" in result.stderr
+    assert "notes.jpg: not an image" in result.stderr
 
 
 def test_a_folder_is_not_an_image(tmp_path):

@@ -7,7 +7,8 @@ from appliance.backends import ort_backend
 from appliance.engine import key as engine_key
 from appliance.engine.manager import EngineFailed, EngineManager
 from appliance.engine.policy import Capabilities
-from appliance.manifest import file_sha256
+from appliance.files import file_sha256
+from appliance.images import read_image
 
 
 @pytest.fixture
@@ -170,3 +171,35 @@ def test_int8_on_a_vnni_cpu_is_the_shipped_qdq_model_and_passes_acceptance(manag
     engine = manager.ensure("auto")
     assert engine.precision == "int8" and engine.fallback_reason is None and engine.built_now
     assert engine.sidecar["key_inputs"]["calibration_sha256"] == model.qdq_sha256
+
+
+def replace_engine_keeping_a_matching_sidecar(manager, engine, data):
+    """What no checksum can catch: bytes that are whole and described by their sidecar, yet do not load."""
+    temp = manager.store.temp_path(engine.name)
+    with open(temp, "wb") as f:
+        f.write(data)
+    manager.store.install(engine.name, temp, dict(engine.sidecar))
+
+
+def test_a_cached_engine_that_passes_its_checks_but_does_not_load_is_rebuilt_once(manager, caplog):
+    first = manager.ensure("fp32")
+    replace_engine_keeping_a_matching_sidecar(manager, first, b"not an engine" * 1000)
+    assert manager.store.verified(first.name, first.sidecar["key_inputs"])
+    with caplog.at_level(logging.WARNING):
+        engine, detector = manager.load("fp32")
+    with detector:
+        assert engine.built_now and engine.name == first.name
+        assert "does not load" in caplog.text and "building it again" in caplog.text
+        assert len(detector.detect(read_image(manager.model.golden["image"])).boxes) == 4
+
+
+def test_an_engine_that_never_loads_fails_once_not_in_a_loop(manager, monkeypatch):
+    attempts = []
+
+    def refuse(path, threads=0, input_shape=None):
+        attempts.append(path)
+        raise RuntimeError("INVALID_GRAPH")
+    monkeypatch.setattr(ort_backend, "open_engine", refuse)
+    with pytest.raises(EngineFailed, match="onnxruntime cannot load .*INVALID_GRAPH"):
+        manager.load("fp32")
+    assert len(attempts) == 1

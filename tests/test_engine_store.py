@@ -73,3 +73,83 @@ def test_an_unwritable_cache_says_which_key_to_set(tmp_path):
     blocked.write_text("")
     with pytest.raises(StoreError, match="engine.cache_dir"):
         EngineStore(str(blocked / "engines"))
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"[1, 2, 3]", "sidecar not a JSON object"),
+    (b"\"text\"", "sidecar not a JSON object"),
+    (b"{not json", "sidecar not valid JSON"),
+    (b"\xff\xfe", "sidecar not valid JSON"),
+    (b"[" * 100000 + b"]" * 100000, "sidecar not valid JSON"),
+])
+def test_a_sidecar_that_is_not_a_json_object_is_rejected_and_listed_broken(store, content, reason):
+    install(store)
+    with open(store.sidecar_path("e"), "wb") as f:
+        f.write(content)
+    with pytest.raises(EngineRejected, match=reason):
+        store.verified("e", INPUTS)
+    [entry] = store.entries()
+    assert entry["name"] == "e" and entry["broken"].startswith(reason)
+
+
+@pytest.mark.parametrize("field, value", [("size", "1200"), ("size", None), ("sha256", 12), ("key_inputs", [])])
+def test_sidecar_fields_of_the_wrong_type_are_rejected(store, field, value):
+    install(store)
+    with open(store.sidecar_path("e")) as f:
+        sidecar = json.load(f)
+    sidecar[field] = value
+    with open(store.sidecar_path("e"), "w") as f:
+        json.dump(sidecar, f)
+    with pytest.raises(EngineRejected):
+        store.verified("e", INPUTS)
+
+
+def test_folders_where_files_belong_are_rejected_then_replaced(store):
+    os.makedirs(store.engine_path("e"))
+    os.makedirs(os.path.join(store.directory, "active.json"))
+    os.makedirs(os.path.join(store.directory, ".lock"))
+    with store.locked():
+        assert store.active() is None
+        with pytest.raises(EngineRejected, match="no engine cached|without a sidecar"):
+            store.verified("e", INPUTS)
+        install(store)
+        assert store.verified("e", INPUTS)["size"] == 1200
+        assert store.set_active("e") and store.active() == "e"
+    os.unlink(store.sidecar_path("e"))
+    os.makedirs(store.sidecar_path("e"))
+    with pytest.raises(EngineRejected, match="sidecar unreadable: .* is a folder"):
+        store.verified("e", INPUTS)
+
+
+@pytest.mark.parametrize("content", [b"[]", b"{\"engine\": 5}", b"{\"engine\": [\"e\"]}", b"\x00", b""])
+def test_an_active_record_of_another_shape_means_none(store, content):
+    with open(os.path.join(store.directory, "active.json"), "wb") as f:
+        f.write(content)
+    assert store.active() is None
+    assert store.set_active("e") and store.active() == "e"
+
+
+def test_a_reinstall_never_leaves_a_sidecar_describing_another_engine(store, monkeypatch):
+    """Between the old sidecar's removal and the new one's write, the engine has no sidecar at all."""
+    install(store, data=b"old" * 400)
+    from appliance import files
+    seen = []
+    real_install = files.atomic_install
+
+    def watching_install(temp, path):
+        seen.append(os.path.exists(store.sidecar_path("e")))
+        real_install(temp, path)
+    monkeypatch.setattr(files, "atomic_install", watching_install)
+    install(store, data=b"new" * 400)
+    assert seen == [False]
+    assert store.verified("e", INPUTS)["size"] == 1200
+
+
+def test_a_disk_that_refuses_the_active_record_does_not_stop_the_engine(store, monkeypatch, caplog):
+    from appliance import files
+
+    def full_disk(path, data):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(files, "atomic_write_bytes", full_disk)
+    assert store.set_active("e") is False
+    assert "no space left on device" in caplog.text

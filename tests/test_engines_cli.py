@@ -7,18 +7,26 @@ import sys
 import time
 
 from appliance.engine.store import EngineRejected, EngineStore
-from conftest import run_cli
+import pytest
+
+from conftest import REPO_ROOT, run_cli
 
 
-def test_build_then_reuse_then_list(tmp_path):
+CPU_PROFILES = {"avx2": "FP32", "vnni": "INT8"}
+
+
+@pytest.mark.parametrize("profile", sorted(CPU_PROFILES))
+def test_build_then_reuse_then_list(tmp_path, profile):
     cache = tmp_path / "engines"
-    first = run_cli("engines", "build", "--cache-dir", cache)
+    cpu = {"FACEWATCH_CPUINFO": os.path.join(REPO_ROOT, "tests", "data", "cpuinfo-{}.txt".format(profile))}
+    first = run_cli("engines", "build", "--cache-dir", cache, env=cpu)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.startswith("built ") and "FP32 engine, requested auto" in first.stdout
+    expected = CPU_PROFILES[profile]
+    assert first.stdout.startswith("built ") and "{} engine, requested auto".format(expected) in first.stdout
     assert "acceptance" in first.stderr
-    second = run_cli("engines", "build", "--cache-dir", cache)
+    second = run_cli("engines", "build", "--cache-dir", cache, env=cpu)
     assert second.returncode == 0 and second.stdout.startswith("reused ")
-    listing = json.loads(run_cli("engines", "list", "--json", "--cache-dir", cache).stdout)
+    listing = json.loads(run_cli("engines", "list", "--json", "--cache-dir", cache, env=cpu).stdout)
     assert len(listing["engines"]) == 1 and listing["active"] == listing["engines"][0]["name"]
     entry = listing["engines"][0]
     assert set(entry["key_inputs"]) >= {"onnx_sha256", "calibration_sha256", "backend_version", "device",

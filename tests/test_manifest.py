@@ -6,7 +6,8 @@ import pytest
 from appliance.detections import box_iou
 from appliance.errors import ModelError
 from appliance.images import read_image
-from appliance.manifest import file_sha256, load_model
+from appliance.files import file_sha256
+from appliance.manifest import load_model
 
 
 def test_manifest_records_the_shipped_model_and_its_checksum(model):
@@ -41,7 +42,7 @@ def test_manifest_is_valid_json_with_a_schema_version(model):
 
 
 def test_the_shipped_int8_files_match_their_checksums(model):
-    from appliance.manifest import file_sha256
+
     files = [(table.path, table.sha256) for table in model.calibration]
     files += [(model.qdq_path, model.qdq_sha256), (model.int8_onnx_path, model.int8_onnx_sha256)]
     assert len(files) == 5

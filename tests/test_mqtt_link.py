@@ -1,19 +1,20 @@
+"""The broker connection against a real mosquitto: credentials, an unreachable broker, a second daemon
+with the same device_id, and what is counted as dropped."""
 import shutil
+import signal
 import subprocess
-import time
+import threading
 
+import paho.mqtt.client as paho
 import pytest
 
-from brokers import Mosquitto, wait_until
+from appliance import config as configuration
+from appliance.mqtt.link import MqttLink
 from appliance.mqtt.topics import Topics
-
-
-def test_command_topics_of_this_device_and_of_all(tmp_path):
-    topics = Topics("facewatch", "cam1")
-    assert topics.command_name("facewatch/cam1/cmd/rebuild") == "rebuild"
-    assert topics.command_name("facewatch/all/cmd/status") == "status"
-    assert topics.command_name("facewatch/cam2/cmd/status") is None
-    assert topics.command_name("facewatch/cam1/cmd/a/b") is None
+from appliance.workers import Supervisor
+from brokers import Mosquitto, Recorder, free_port, wait_until
+from figures import record
+from notify_socket import NotifySocket
 
 
 @pytest.fixture
@@ -22,19 +23,34 @@ def locked_broker(tmp_path):
     password_file = tmp_path / "passwords"
     subprocess.check_call([passwd, "-c", "-b", str(password_file), "camera", "right-password"])
     password_file.chmod(0o644)
-    # `user root`: a root mosquitto otherwise drops to user mosquitto, which cannot read pytest's tmp dirs
-    broker = Mosquitto(tmp_path, "allow_anonymous false\npassword_file {}\nuser root\n".format(password_file))
+    broker = Mosquitto(tmp_path, "allow_anonymous false\npassword_file {}\n".format(password_file))
     broker.start()
     yield broker
     broker.stop()
 
 
-def test_bad_credentials_stop_the_retries_and_say_so(tmp_path, locked_broker, daemon_factory, clip):
+@pytest.fixture
+def notify():
+    socket = NotifySocket()
+    yield socket
+    socket.close()
+
+
+def watchdog_pings(notify):
+    return notify.count("WATCHDOG=1")
+
+
+def test_bad_credentials_stop_the_retries_and_say_so(tmp_path, locked_broker, daemon_factory, clip, notify):
     (tmp_path / "wrong").write_text("wrong-password\n")
     daemon = daemon_factory(locked_broker.port, {"source": clip[0], "loop": True},
-                            mqtt={"username": "camera", "password_file": str(tmp_path / "wrong")})
-    wait_until(lambda: "rejected the credentials" in daemon.output(), 30, message="the credentials error")
-    time.sleep(3.0)
+                            mqtt={"username": "camera", "password_file": str(tmp_path / "wrong")},
+                            env=notify.environment(watchdog_seconds=0.2))
+    notify.wait_for(lambda m: any("rejected the credentials" in s for s in notify.statuses()), 60,
+                    "STATUS= naming the rejected credentials")
+    # Many reconnect periods (0.2 s .. 1 s here) of real work later, the broker has still seen one attempt.
+    seen = watchdog_pings(notify)
+    notify.wait_for(lambda m: watchdog_pings(notify) >= seen + 40, 60, "40 more frames processed")
+    assert locked_broker.log().count("disconnected, not authorised") == 1, locked_broker.log()
     assert daemon.output().count("rejected the credentials") == 1
     assert "not retrying" in daemon.output()
     assert daemon.process.poll() is None
@@ -44,7 +60,6 @@ def test_good_credentials_connect(tmp_path, locked_broker, daemon_factory, clip)
     (tmp_path / "right").write_text("right-password\n")
     daemon_factory(locked_broker.port, {"source": clip[0], "loop": True},
                    mqtt={"username": "camera", "password_file": str(tmp_path / "right")})
-    import paho.mqtt.client as paho
     kwargs = {"callback_api_version": paho.CallbackAPIVersion.VERSION2} if hasattr(paho, "CallbackAPIVersion") else {}
     client = paho.Client(**kwargs)
     client.username_pw_set("camera", "right-password")
@@ -57,3 +72,78 @@ def test_good_credentials_connect(tmp_path, locked_broker, daemon_factory, clip)
         wait_until(lambda: b"online" in seen, 30, message="online")
     finally:
         client.loop_stop()
+
+
+def test_an_unreachable_broker_is_reported_at_once_and_at_every_retry(daemon_factory, clip, notify):
+    port = free_port()  # nothing listens there
+    daemon = daemon_factory(port, {"source": clip[0], "loop": True}, env=notify.environment(),
+                            mqtt={"reconnect_min": 0.2, "reconnect_max": 1.0})
+    notify.wait_for(lambda m: "READY=1" in m or daemon.process.poll() is not None, 60, "READY=1 without a broker")
+    assert daemon.process.poll() is None, daemon.output()
+    notify.wait_for(lambda m: any("MQTT: cannot connect to 127.0.0.1:{}".format(port) in s for s in notify.statuses()),
+                    30, "STATUS= naming the unreachable broker")
+    wait_until(lambda: daemon.output().count("Connection refused; retrying in") >= 4, 30, message="four logged retries")
+    delays = [line.rsplit("retrying in ", 1)[1] for line in daemon.output().splitlines() if "retrying in" in line]
+    assert delays[:4] == ["0.2 s", "0.4 s", "0.8 s", "1.0 s"], delays
+    assert daemon.process.poll() is None
+
+
+def test_a_second_daemon_with_the_same_device_id_is_reported(mosquitto, daemon_factory, clip):
+    first = daemon_factory(mosquitto.port, {"source": clip[0], "loop": True}, name="first")
+    second = daemon_factory(mosquitto.port, {"source": clip[0], "loop": True}, name="second")
+    wait_until(lambda: "a second facewatch with device_id 'testcam'" in first.output() + second.output(), 90,
+               message="the duplicate to be reported")
+    assert first.process.poll() is None and second.process.poll() is None
+
+
+def make_link(port, queue_size, **mqtt):
+    settings = configuration.build({"mqtt": dict({"host": "127.0.0.1", "port": port, "queue_size": queue_size,
+                                                  "reconnect_min": 0.2, "reconnect_max": 1.0,
+                                                  "keepalive": 60}, **mqtt)}, None).mqtt
+    stop = threading.Event()
+    link = MqttLink(settings, Topics("facewatch", "linktest"))
+    link.start(Supervisor(stop))
+    return link
+
+
+def test_the_outgoing_queue_is_bounded_for_qos_0_and_overflow_is_counted(mosquitto):
+    link = make_link(mosquitto.port, queue_size=20)
+    try:
+        wait_until(link.connected.is_set, 10, message="the link to connect")
+        mosquitto.process.send_signal(signal.SIGSTOP)  # a broker that stops reading: the socket fills up
+        payload = b"x" * 65536
+        sent = sum(link.publish("facewatch/linktest/bulk", payload, qos=0) for _ in range(400))
+        stats = link.stats()
+        assert stats["queue"] <= 20
+        assert stats["dropped_by_cause"].get("queue_full", 0) == 400 - sent > 0
+        mosquitto.process.send_signal(signal.SIGCONT)
+        wait_until(lambda: link.stats()["queue"] == 0, 30, message="the queue to drain")
+        stats = link.stats()
+        assert stats["published"] + stats["dropped"] >= 400
+        record("QoS 0 queue bound with a stalled broker", published=400, queued_max=20, dropped=stats["dropped"])
+    finally:
+        mosquitto.process.send_signal(signal.SIGCONT)
+        link.stop()
+
+
+def test_qos_1_messages_sent_while_the_broker_is_away_arrive_and_are_not_counted_dropped(tmp_path):
+    broker = Mosquitto(tmp_path, persistent=True).start()
+    subscriber = Recorder(broker.port, "facewatch/linktest/#", clean=False)
+    link = make_link(broker.port, queue_size=1000)
+    try:
+        wait_until(link.connected.is_set, 10, message="the link to connect")
+        for index in range(10):
+            link.publish("facewatch/linktest/seq", str(index), qos=1)
+        wait_until(lambda: len(subscriber.on("seq")) >= 10, 10, message="the first ten")
+        broker.stop(signal.SIGTERM)
+        wait_until(lambda: not link.connected.is_set(), 10, message="the link to notice")
+        for index in range(10, 60):
+            assert link.publish("facewatch/linktest/seq", str(index), qos=1)
+        broker = Mosquitto(tmp_path, persistent=True, port=broker.port).start()
+        wait_until(lambda: len({p for p, _ in subscriber.on("seq")}) >= 60, 30, message="all sixty")
+        assert sorted({int(p) for p, _ in subscriber.on("seq")}) == list(range(60))
+        assert link.stats()["dropped"] == 0
+    finally:
+        link.stop()
+        subscriber.close()
+        broker.stop()

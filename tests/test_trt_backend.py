@@ -13,7 +13,8 @@ import pytest
 
 from appliance.engine.manager import EngineManager
 from appliance.calibration import cache_format
-from appliance.manifest import CalibrationTable, file_sha256
+from appliance.files import file_sha256
+from appliance.manifest import CalibrationTable
 
 FAKES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fakes")
 VERSIONS = {"8.2.1": "nano", "8.6.1": "orin", "10.3.0": "orin", "11.1.0": "thor"}

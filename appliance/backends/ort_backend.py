@@ -44,9 +44,11 @@ def version():
 FAST_INT8_FLAGS = ("avx512_vnni", "avx_vnni", "asimddp")
 
 
-def cpu_description(cpuinfo="/proc/cpuinfo"):
-    """(model name, ISA flags) of this CPU."""
+def cpu_description(cpuinfo=None):
+    """(model name, ISA flags) of this CPU, from /proc/cpuinfo (or the file $FACEWATCH_CPUINFO names)."""
+    import os
     import platform as host
+    cpuinfo = cpuinfo or os.environ.get("FACEWATCH_CPUINFO") or "/proc/cpuinfo"
     name, flags = "", set()
     try:
         with open(cpuinfo) as f:

@@ -20,6 +20,9 @@ NUMPY_DTYPES = (("FLOAT", np.float32), ("HALF", np.float16), ("INT8", np.int8), 
                 ("BOOL", np.bool_), ("UINT8", np.uint8), ("INT64", np.int64))
 
 
+MAX_TIMING_CACHE_BYTES = 256 << 20
+
+
 class TensorRTError(RuntimeError):
     pass
 
@@ -228,8 +231,11 @@ def apply_dynamic_ranges(network, ranges):
 def load_timing_cache(config, path):
     data = b""
     if path and os.path.isfile(path):
-        with open(path, "rb") as f:
-            data = f.read()
+        from appliance.files import FileRefused, read_regular_file
+        try:
+            data = read_regular_file(path, MAX_TIMING_CACHE_BYTES)
+        except FileRefused as exc:
+            log.warning("timing cache not used: %s", exc)
     cache = require(config.create_timing_cache(data), "create_timing_cache")
     if not config.set_timing_cache(cache, False):
         log.warning("timing cache %s does not fit this device; starting a new one", path)
@@ -239,11 +245,15 @@ def load_timing_cache(config, path):
 
 
 def save_timing_cache(config, path, cache):
+    """Keep the timing cache for the next build; one that cannot be written only costs time then."""
     if not path:
         return
-    from appliance.engine.store import atomic_write_bytes
+    from appliance.files import atomic_write_bytes
     serialized = require(config.get_timing_cache(), "get_timing_cache").serialize()
-    atomic_write_bytes(path, bytes(memoryview(serialized)))
+    try:
+        atomic_write_bytes(path, bytes(memoryview(serialized)))
+    except OSError as exc:
+        log.warning("timing cache %s not saved: %s", path, exc)
 
 
 def attach_progress_monitor(config, progress):

@@ -50,8 +50,8 @@ def run(args):
     from appliance.calibration import cache_format, image_set
     from appliance.calibration.qdq import make_qdq_model
     from appliance.calibration.ranges import calibrate
-    from appliance.engine.store import atomic_write_bytes
-    from appliance.manifest import file_sha256, load_model
+    from appliance.files import atomic_write_bytes, file_sha256
+    from appliance.manifest import load_model
     from appliance.progress import ProgressBar
 
     table_path = os.path.abspath(args.out)

@@ -8,15 +8,35 @@ import json
 import os
 import threading
 
+from appliance.commands import arguments
+from appliance.errors import FacewatchError, UsageError
+
 DEMO_DEVICE = "demo"
 
 
+def user_cache_dir():
+    """The demo's engines: the user's own cache folder, whoever runs it (root included)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "facewatch", "engines")
+
+
 def add_arguments(parser):
-    parser.add_argument("--broker", metavar="HOST:PORT", help="use this MQTT broker instead of the embedded one")
+    parser.add_argument("--broker", metavar="HOST:PORT", type=arguments.host_port,
+                        help="use this MQTT broker instead of the embedded one")
     parser.add_argument("--out", default="facewatch-demo.jpg", help="annotated image to write (default %(default)s)")
     parser.add_argument("--loop", action="store_true", help="replay the clip until Ctrl-C")
-    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: its default)")
-    parser.add_argument("--cache-dir", metavar="DIR", help="engine cache (default: the user's cache folder)")
+    parser.add_argument("--threads", type=arguments.non_negative_int, default=0,
+                        help="ONNX Runtime threads (default 0: its own choice)")
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="engine cache (default: {})".format(user_cache_dir().replace(os.path.expanduser("~"), "~")))
+
+
+def check_output_path(path):
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError("--out {}: is a folder; name the image file to write".format(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise UsageError("--out {}: cannot write into {}".format(path, folder))
 
 
 def run(args):
@@ -27,30 +47,34 @@ def run(args):
     from appliance.manifest import find_media_dir
     from appliance.mini_broker import MiniBroker
 
+    check_output_path(args.out)
     clip_dir = find_media_dir("demo")
     broker = None
     if args.broker:
-        host, _, port = args.broker.rpartition(":")
+        host, port = args.broker
     else:
         broker = MiniBroker().start()
         host, port = broker.host, broker.port
     config = configuration.build({
-        "camera": {"source": os.path.join(clip_dir, "clip.avi"), "loop": args.loop},
+        "camera": {"source": os.path.join(clip_dir, "clip.avi"), "loop": args.loop, "realtime": args.loop},
         "mqtt": {"host": host, "port": int(port), "device_id": DEMO_DEVICE, "protocol": "3.1.1"},
         "telemetry": {"interval": 1.0},
-        "engine": {"backend": "onnxruntime", "threads": args.threads, "cache_dir": args.cache_dir or ""},
+        "engine": {"backend": "onnxruntime", "threads": args.threads,
+                   "cache_dir": os.path.abspath(args.cache_dir or user_cache_dir())},
     }, path=None)
     print("facewatch demo: clip {}, broker {}:{}{}".format(
         os.path.join(clip_dir, "clip.avi"), host, port, "" if args.broker else " (embedded)"))
-    watcher = Watcher(config, host, int(port))
     best = BestFrame()
     stop_event = threading.Event()
     install_stop_handlers(stop_event)
     app = App(config, stop_event, listeners=[best.consider])
+    watcher = None
     try:
+        watcher = Watcher(config, host, int(port))
         app.run(until=None if args.loop else app.source_exhausted)
     finally:
-        watcher.close()
+        if watcher:
+            watcher.close()
         if broker:
             broker.stop()
     if best.result is not None:
@@ -80,7 +104,10 @@ class Watcher:
         self.counts = {}
         self._client = make_paho_client("facewatch-demo-watcher")
         self._client.on_message = self._on_message
-        self._client.connect(host, port)
+        try:
+            self._client.connect(host, port)
+        except (OSError, ValueError) as exc:
+            raise FacewatchError("cannot reach the MQTT broker at {}:{}: {}".format(host, port, exc))
         self._client.subscribe("{}/{}/#".format(config.mqtt.prefix, DEMO_DEVICE))
         self._client.loop_start()
 
@@ -91,7 +118,12 @@ class Watcher:
         if kind == "status":
             print("  [status]     {}".format(text))
             return
-        document = json.loads(text)
+        try:
+            self._show(kind, json.loads(text))
+        except (ValueError, KeyError, TypeError, AttributeError):  # another publisher's message on our topics
+            print("  [{}] a message facewatch did not write ({} bytes)".format(kind, len(message.payload)))
+
+    def _show(self, kind, document):
         if kind == "engine":
             print("  [engine]     {} backend={} precision={}".format(
                 document["state"], document["backend"], document["precision"]))

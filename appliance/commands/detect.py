@@ -1,22 +1,29 @@
 """`facewatch detect IMAGE... [--json] [--annotate DIR]`
 
 Every readable image is processed; a missing or unreadable one is reported on stderr and makes the
-exit code 2 once all the others are done.
+exit code 2 once all the others are done. Annotated images get distinct names even when two inputs
+share one, and every path written is printed.
 """
 import json
 import os
 import sys
 
-from appliance.errors import EXIT_OK, EXIT_USAGE
+from appliance.commands import arguments
+from appliance.errors import EXIT_OK, EXIT_USAGE, UsageError
+from appliance.models.retinaface import DEFAULT_SETTINGS
 
 
 def add_arguments(parser):
     parser.add_argument("images", nargs="+", metavar="IMAGE")
     parser.add_argument("--json", action="store_true", help="print one JSON object per image")
-    parser.add_argument("--annotate", metavar="DIR", help="write each image with its detections drawn into DIR")
-    parser.add_argument("--backend", default="onnxruntime", choices=["auto", "onnxruntime", "tensorrt"])
-    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: its default)")
-    parser.add_argument("--min-score", type=float, default=None, help="score threshold (default 0.6)")
+    parser.add_argument("--annotate", metavar="DIR",
+                        help="write each image with its detections drawn into DIR (created if missing)")
+    parser.add_argument("--backend", default="onnxruntime", choices=["auto", "onnxruntime", "tensorrt"],
+                        help="default: %(default)s")
+    parser.add_argument("--threads", type=arguments.non_negative_int, default=0,
+                        help="ONNX Runtime threads (default 0: its own choice)")
+    parser.add_argument("--min-score", type=arguments.score, default=DEFAULT_SETTINGS.min_score,
+                        help="score threshold (default %(default)s)")
 
 
 def run(args):
@@ -24,8 +31,7 @@ def run(args):
     from appliance.images import ImageError, annotate, read_image, write_image
     from appliance.session import open_detector
 
-    if args.annotate:
-        os.makedirs(args.annotate, exist_ok=True)
+    names = AnnotatedNames(args.annotate) if args.annotate else None
     exit_code = EXIT_OK
     with open_detector(backend=args.backend, threads=args.threads, min_score=args.min_score) as detector:
         for path in args.images:
@@ -36,22 +42,47 @@ def run(args):
                 exit_code = EXIT_USAGE
                 continue
             detections = detector.detect(image)
-            report(path, image, faces_as_json(detections), args.json)
-            if args.annotate:
-                write_image(os.path.join(args.annotate, annotated_name(path)), annotate(image, detections))
+            written = None
+            if names:
+                written = names.next_for(path)
+                write_image(written, annotate(image, detections))
+            report(path, image, faces_as_json(detections), args.json, written)
     return exit_code
 
 
-def report(path, image, faces, as_json):
+def report(path, image, faces, as_json, annotated):
     height, width = image.shape[:2]
     if as_json:
-        print(json.dumps({"v": 1, "image": path, "width": width, "height": height, "faces": faces}))
+        document = {"v": 1, "image": path, "width": width, "height": height, "faces": faces}
+        if annotated:
+            document["annotated"] = annotated
+        print(json.dumps(document))
         return
     print("{}: {} face{} ({}x{})".format(path, len(faces), "" if len(faces) == 1 else "s", width, height))
     for face in faces:
         print("  box [{:7.1f} {:7.1f} {:7.1f} {:7.1f}]  score {:.3f}".format(*(face["box"] + [face["score"]])))
+    if annotated:
+        print("  annotated: {}".format(annotated))
 
 
-def annotated_name(path):
-    stem = os.path.splitext(os.path.basename(path))[0]
-    return stem + ".faces.jpg"
+class AnnotatedNames:
+    """NAME.faces.jpg in the folder; NAME-2.faces.jpg, NAME-3... when inputs share a name."""
+
+    def __init__(self, folder):
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise UsageError("--annotate {}: exists and is not a folder".format(folder))
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise UsageError("--annotate {}: cannot create the folder: {}".format(folder, exc.strerror or exc))
+        self.folder = folder
+        self._taken = set()
+
+    def next_for(self, path):
+        stem = os.path.splitext(os.path.basename(path))[0] or "image"
+        candidate, number = stem, 1
+        while candidate in self._taken:
+            number += 1
+            candidate = "{}-{}".format(stem, number)
+        self._taken.add(candidate)
+        return os.path.join(self.folder, candidate + ".faces.jpg")

@@ -61,12 +61,20 @@ def list_engines(args):
         return 0
     print("engine cache {} ({} entr{})".format(manager.store.directory, len(entries), "y" if len(entries) == 1 else "ies"))
     for entry in entries:
-        inputs = entry.get("key_inputs", {})
-        print("{} {}  {}  {} bytes  built in {} s{}".format(
-            "*" if entry["name"] == active else " ", entry["name"], entry.get("precision", "?").upper(),
-            entry.get("size"), entry.get("build_seconds"),
-            "  fallback: " + entry["fallback_reason"] if entry.get("fallback_reason") else ""))
-        print("    {} {} on {} ({}), input {}".format(
-            inputs.get("backend"), inputs.get("backend_version"), inputs.get("device"),
-            inputs.get("compute_capability"), "x".join(str(v) for v in inputs.get("input_shape", []))))
+        print(describe_entry(entry, active))
     return 0
+
+
+def describe_entry(entry, active):
+    """Two lines per cache entry; one naming the problem for an entry that cannot be read."""
+    mark = "*" if entry["name"] == active else " "
+    if "broken" in entry:
+        return "{} {}  BROKEN: {} (rebuilt when needed)".format(mark, entry["name"], entry["broken"])
+    inputs = entry.get("key_inputs") if isinstance(entry.get("key_inputs"), dict) else {}
+    shape = inputs.get("input_shape")
+    fallback = entry.get("fallback_reason")
+    return "{} {}  {}  {} bytes  built in {} s{}\n    {} {} on {} ({}), input {}".format(
+        mark, entry["name"], str(entry.get("precision", "?")).upper(), entry.get("size"), entry.get("build_seconds"),
+        "  fallback: {}".format(fallback) if fallback else "",
+        inputs.get("backend"), inputs.get("backend_version"), inputs.get("device"), inputs.get("compute_capability"),
+        "x".join(str(v) for v in shape) if isinstance(shape, list) else shape)

@@ -7,7 +7,8 @@ import threading
 
 
 def add_arguments(parser):
-    parser.add_argument("--config", metavar="PATH", help="TOML file (default /etc/facewatch/facewatch.toml)")
+    parser.add_argument("--config", metavar="PATH", help="TOML file (default /etc/facewatch/facewatch.toml, or "
+                        "facewatch.toml in $CONFIGURATION_DIRECTORY); facewatch does not run without one")
 
 
 def install_stop_handlers(stop_event):
@@ -21,7 +22,7 @@ def run(args):
     from appliance import config as configuration
     from appliance.app import App
 
-    config = configuration.load(args.config, required=bool(args.config))
+    config = configuration.load(args.config, required=True)
     stop_event = threading.Event()
     install_stop_handlers(stop_event)
     App(config, stop_event).run()

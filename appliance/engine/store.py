@@ -1,27 +1,31 @@
 """Engine files on disk: written atomically, each with a JSON sidecar; never loaded unless it matches.
 
-Write: temp file -> fsync -> rename -> fsync dir, engine first, sidecar last. The sidecar is the commit
-record: an engine without one, or whose size/sha256/key inputs differ from it, is not loaded.
+Write: old sidecar removed -> engine temp file -> fsync -> rename -> fsync dir -> sidecar. The sidecar is
+the commit record: an engine without one, or whose size/sha256/key inputs differ from it, is not loaded.
+Whatever else is found in the cache (a sidecar that is not a JSON object, a folder where a file belongs,
+an active.json of another shape) is treated as broken and replaced, never a traceback.
 """
 import contextlib
-import errno
 import fcntl
 import glob
 import json
 import logging
 import os
+import shutil
+import stat
 import tempfile
 
+from appliance import files
 from appliance.errors import FacewatchError
-from appliance.manifest import file_sha256
 
 log = logging.getLogger(__name__)
 
-TEMP_MARK = ".tmp-"
+TEMP_MARK = files.TEMP_MARK
 ENGINE_SUFFIX = ".engine"
 SIDECAR_SUFFIX = ".json"
 ACTIVE_NAME = "active.json"
 LOCK_NAME = ".lock"
+MAX_SIDECAR_BYTES = 1 << 20
 
 
 class StoreError(FacewatchError):
@@ -32,36 +36,30 @@ class EngineRejected(Exception):
     """A cached engine that must not be loaded; the message says why."""
 
 
-def fsync_directory(directory):
-    fd = os.open(directory, os.O_RDONLY)
+def remove_path(path):
+    """Remove a file, link or folder at `path` if there is one."""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return
+    with contextlib.suppress(OSError):
+        if stat.S_ISDIR(mode):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
 
 
-def atomic_write_bytes(path, data):
-    directory = os.path.dirname(path)
-    fd, temp = tempfile.mkstemp(prefix=os.path.basename(path) + TEMP_MARK, dir=directory)
+def read_json_object(path):
+    """The JSON object in regular file `path`; EngineRejected saying why not."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    fsync_directory(directory)
-
-
-def atomic_install(temp_path, path):
-    """Move a finished temp file (same folder) into place durably."""
-    with open(temp_path, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(temp_path, path)
-    fsync_directory(os.path.dirname(path))
+        document = json.loads(files.read_regular_file(path, MAX_SIDECAR_BYTES).decode("utf-8"))
+    except files.FileRefused as exc:
+        raise EngineRejected("unreadable: {}".format(exc))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise EngineRejected("not valid JSON: {}".format(exc))
+    if not isinstance(document, dict):
+        raise EngineRejected("not a JSON object")
+    return document
 
 
 class EngineStore:
@@ -72,13 +70,21 @@ class EngineStore:
         except OSError as exc:
             raise StoreError("cannot create the engine cache {}: {}; set engine.cache_dir or --cache-dir to a "
                              "writable folder".format(directory, exc.strerror or exc))
-        if not os.access(directory, os.W_OK):
-            raise StoreError("the engine cache {} is not writable; set engine.cache_dir or --cache-dir".format(directory))
+        if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
+            raise StoreError("the engine cache {} is not a writable folder; set engine.cache_dir or "
+                             "--cache-dir".format(directory))
 
     @contextlib.contextmanager
     def locked(self):
         """One builder at a time per cache (a daemon and `facewatch engines build` may race)."""
-        with open(os.path.join(self.directory, LOCK_NAME), "a") as lock:
+        path = os.path.join(self.directory, LOCK_NAME)
+        if os.path.lexists(path) and not os.path.isfile(path):
+            remove_path(path)
+        try:
+            lock = open(path, "a")
+        except OSError as exc:
+            raise StoreError("cannot lock the engine cache: {}".format(files.os_reason(path, exc)))
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
@@ -89,9 +95,8 @@ class EngineStore:
         """Temp files left by a build that died; call under locked()."""
         removed = []
         for path in glob.glob(os.path.join(self.directory, "*" + TEMP_MARK + "*")):
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-                removed.append(path)
+            remove_path(path)
+            removed.append(path)
         if removed:
             log.info("engine cache: removed %d stale temp file(s) from an interrupted build", len(removed))
         return removed
@@ -108,36 +113,43 @@ class EngineStore:
         return os.path.join(self.directory, name + SIDECAR_SUFFIX)
 
     def install(self, name, built_temp_path, record):
-        """Install a built engine and then its sidecar; returns the sidecar written."""
+        """Install a built engine and then its sidecar; returns the sidecar written.
+
+        The old sidecar goes first, so no moment exists where a sidecar describes another engine file.
+        """
         engine = self.engine_path(name)
         sidecar = dict(record, engine=os.path.basename(engine), size=os.path.getsize(built_temp_path),
-                       sha256=file_sha256(built_temp_path))
-        atomic_install(built_temp_path, engine)
-        atomic_write_bytes(self.sidecar_path(name), json.dumps(sidecar, indent=2).encode("utf-8"))
+                       sha256=files.file_sha256(built_temp_path))
+        remove_path(self.sidecar_path(name))
+        files.fsync_directory(self.directory)
+        if os.path.isdir(engine):
+            remove_path(engine)
+        files.atomic_install(built_temp_path, engine)
+        files.atomic_write_bytes(self.sidecar_path(name), json.dumps(sidecar, indent=2).encode("utf-8"))
         return sidecar
 
     def verified(self, name, inputs):
         """The sidecar of a cached engine that may be loaded, or EngineRejected(reason)."""
         sidecar_path, engine = self.sidecar_path(name), self.engine_path(name)
-        if not os.path.exists(sidecar_path):
-            raise EngineRejected("no engine cached for this key" if not os.path.exists(engine)
+        if not os.path.lexists(sidecar_path):
+            raise EngineRejected("no engine cached for this key" if not os.path.lexists(engine)
                                  else "engine file without a sidecar (an interrupted build)")
         try:
-            with open(sidecar_path, "rb") as f:
-                sidecar = json.loads(f.read().decode("utf-8"))
-        except (OSError, ValueError) as exc:
-            raise EngineRejected("unreadable sidecar: {}".format(exc))
+            sidecar = read_json_object(sidecar_path)
+        except EngineRejected as exc:
+            raise EngineRejected("sidecar {}".format(exc))
         if sidecar.get("key_inputs") != json.loads(json.dumps(inputs)):
             raise EngineRejected("sidecar key inputs differ from this device's")
         try:
-            size = os.path.getsize(engine)
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                raise EngineRejected("engine file missing")
-            raise
-        if size != sidecar.get("size"):
-            raise EngineRejected("engine is {} bytes, sidecar says {} (truncated?)".format(size, sidecar.get("size")))
-        digest = file_sha256(engine)
+            info = os.stat(engine)
+        except OSError:
+            raise EngineRejected("engine file missing")
+        if not stat.S_ISREG(info.st_mode):
+            raise EngineRejected("the engine path is not a regular file")
+        if info.st_size != sidecar.get("size"):
+            raise EngineRejected("engine is {} bytes, sidecar says {!r} (truncated?)".format(
+                info.st_size, sidecar.get("size")))
+        digest = files.file_sha256(engine)
         if digest != sidecar.get("sha256"):
             raise EngineRejected("engine sha256 {}… differs from the sidecar's {}… (corrupted)".format(
                 digest[:12], str(sidecar.get("sha256"))[:12]))
@@ -145,30 +157,48 @@ class EngineStore:
 
     def discard(self, name):
         for path in (self.sidecar_path(name), self.engine_path(name)):
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+            remove_path(path)
 
     def set_active(self, name):
-        atomic_write_bytes(os.path.join(self.directory, ACTIVE_NAME), json.dumps({"engine": name}).encode("utf-8"))
+        """Record `name` as the engine in use; False (and logged) if the disk refuses.
+
+        active.json only informs `engines list`: a full disk must not stop a valid engine from serving.
+        """
+        if self.active() == name:
+            return True
+        path = os.path.join(self.directory, ACTIVE_NAME)
+        try:
+            if os.path.isdir(path):
+                remove_path(path)
+            files.atomic_write_bytes(path, json.dumps({"engine": name}).encode("utf-8"))
+        except OSError as exc:
+            log.warning("engine cache: cannot record %s as active: %s", name, files.os_reason(path, exc))
+            return False
+        return True
 
     def active(self):
         try:
-            with open(os.path.join(self.directory, ACTIVE_NAME)) as f:
-                return json.load(f).get("engine")
-        except (OSError, ValueError):
+            engine = read_json_object(os.path.join(self.directory, ACTIVE_NAME)).get("engine")
+        except EngineRejected:
             return None
+        return engine if isinstance(engine, str) else None
 
     def entries(self):
-        """Every sidecar in the cache, newest build first."""
+        """Every sidecar in the cache, newest build first; one that cannot be read has `broken` set."""
         found = []
         for path in glob.glob(os.path.join(self.directory, "*" + SIDECAR_SUFFIX)):
             if os.path.basename(path) == ACTIVE_NAME or TEMP_MARK in path:
                 continue
+            name = os.path.basename(path)[:-len(SIDECAR_SUFFIX)]
             try:
-                with open(path) as f:
-                    sidecar = json.load(f)
-            except (OSError, ValueError):
-                continue
-            sidecar["name"] = os.path.basename(path)[:-len(SIDECAR_SUFFIX)]
+                sidecar = read_json_object(path)
+            except EngineRejected as exc:
+                sidecar = {"broken": "sidecar {}".format(exc)}
+            sidecar["name"] = name
             found.append(sidecar)
-        return sorted(found, key=lambda s: s.get("built_at", 0), reverse=True)
+        return sorted(found, key=built_at, reverse=True)
+
+
+def built_at(sidecar):
+    value = sidecar.get("built_at")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0

@@ -1,16 +1,22 @@
-"""The build itself, in a child process: `python -m appliance.engine.worker JOB.json`.
+"""The build itself, in a child process: `python -m appliance.engine.worker` with the job as JSON on stdin.
 
 Progress goes to stdout as JSON lines ({"event": "phase", "phase": ..., "progress": 0..1}); the last
 line is {"event": "done"} or {"event": "error", "message": ...}. A crash (OOM kill, a TensorRT abort)
-ends the child without either; the parent notices and decides what next.
+ends the child without either; the parent notices and decides what next. The child dies with its
+parent (Linux PR_SET_PDEATHSIG), so a killed daemon leaves no build running.
 
 FACEWATCH_BUILD_FAULT injects faults for the tests: "sigkill" kills the child at its first phase;
-"sigkill:workspace>=N" only when the job's workspace_mb is at least N.
+"sigkill:workspace>=N" only when the job's workspace_mb is at least N; "hang" makes the build sleep
+without a word until it is stopped.
 """
+import ctypes
 import json
 import os
 import signal
 import sys
+import time
+
+PR_SET_PDEATHSIG = 1
 
 
 def emit(event, **fields):
@@ -19,8 +25,19 @@ def emit(event, **fields):
     sys.stdout.flush()
 
 
+def die_with_parent():
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the parent still kills the build's process group
+        pass
+
+
 def injected_fault(job):
     fault = os.environ.get("FACEWATCH_BUILD_FAULT", "")
+    if fault == "hang":
+        while True:
+            time.sleep(60)
     if not fault.startswith("sigkill"):
         return False
     _, _, condition = fault.partition(":")
@@ -29,9 +46,9 @@ def injected_fault(job):
     return True
 
 
-def main(argv):
-    with open(argv[1]) as f:
-        job = json.load(f)
+def main():
+    die_with_parent()
+    job = json.loads(sys.stdin.read())
     from appliance.backends import backend_module
     backend = backend_module(job["backend"])
 
@@ -50,4 +67,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main())

@@ -99,7 +99,7 @@ class Postprocessor:
         boxes = decode_boxes(outputs[self._loc].reshape(-1, 4)[candidates], priors)
         keep = nms(boxes, scores[candidates], self.settings.nms_iou)[:self.settings.max_faces]
         points = decode_landmarks(outputs[self._landmarks].reshape(-1, 10)[candidates[keep]], priors[keep])
-        return to_frame(Detections(boxes[keep], scores[candidates][keep], points), letterbox)
+        return to_frame(finite_only(Detections(boxes[keep], scores[candidates][keep], points)), letterbox)
 
 
 def decode_boxes(loc, priors):
@@ -111,6 +111,15 @@ def decode_boxes(loc, priors):
 def decode_landmarks(landmarks, priors):
     offsets = landmarks.reshape(-1, 5, 2)
     return (priors[:, None, :2] + offsets * CENTER_VARIANCE * priors[:, None, 2:]).astype(np.float32)
+
+
+def finite_only(detections):
+    """Faces whose numbers are all finite: a damaged engine's NaN or inf never reaches a message."""
+    finite = (np.isfinite(detections.boxes).all(axis=1) & np.isfinite(detections.scores)
+              & np.isfinite(detections.landmarks).all(axis=(1, 2)))
+    if finite.all():
+        return detections
+    return Detections(detections.boxes[finite], detections.scores[finite], detections.landmarks[finite])
 
 
 def to_frame(detections, letterbox):

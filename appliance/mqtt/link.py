@@ -1,12 +1,27 @@
 """The broker connection, over paho-mqtt 1.6 or 2.x.
 
-Retained last will `offline`; `online` published and commands re-subscribed on every connect; capped
-exponential backoff (paho's own, in its network thread); no more retries once the broker rejects the
-credentials; a bounded outgoing queue whose overflow is counted, never blocking the caller.
+One thread (supervised by the daemon) owns the paho client and is the only one that calls it: it uses
+paho's public external-loop API (socket, want_write, loop_read/write/misc) and a wake-up pipe, so other
+threads only append to our own bounded outbox. That thread:
+- connects, and reconnects with capped exponential backoff, logging every failed attempt with its cause;
+- publishes `online` (retained) and re-publishes retained state and re-subscribes on every connect; the
+  last will is a retained `offline`;
+- stops retrying once the broker rejects the credentials, and says so (log, STATUS=, telemetry);
+- notices connections the broker keeps closing right after accepting them (a second client with the
+  same client id, i.e. the same device_id) and reports it.
+
+Counting (telemetry `mqtt`): a message is `dropped` only when it is really lost: QoS 0 while the link
+is down, anything beyond `queue_size` outstanding messages, a QoS 0 message paho discarded when the
+connection broke. A QoS 1 message published while the link is down waits (bounded) and is delivered
+after the reconnect; paho re-sends any QoS 1 message the broker had not acknowledged.
 """
+import collections
 import logging
+import os
+import select
 import ssl
 import threading
+import time
 
 import paho.mqtt.client as paho
 
@@ -16,7 +31,13 @@ log = logging.getLogger(__name__)
 
 # CONNACK codes that mean "your credentials are wrong": MQTT 3.1.1 (4, 5) and MQTT 5 (0x86, 0x87).
 CREDENTIAL_FAILURES = {4, 5, 134, 135}
+SESSION_TAKEN_OVER = 142
 PAHO_2 = hasattr(paho, "CallbackAPIVersion")
+TICK = 1.0                  # loop_misc (keepalive) at least this often
+CONNACK_TIMEOUT = 10.0      # a broker that accepts TCP but never answers CONNECT
+STABLE_CONNECTION = 10.0    # a connection shorter than this, closed by the broker, is suspicious
+SHORT_CONNECTIONS_REPORTED = 3
+STOP_FLUSH_TIMEOUT = 3.0
 
 
 def make_paho_client(client_id, protocol="3.1.1"):
@@ -30,22 +51,38 @@ def make_paho_client(client_id, protocol="3.1.1"):
 
 
 def reason_value(reason):
+    """The number of a paho reason code, whatever paho version and protocol produced it."""
     return reason.value if hasattr(reason, "value") else int(reason)
 
 
+OutgoingMessage = collections.namedtuple("OutgoingMessage", "topic data qos retain")
+
+
 class MqttLink:
-    def __init__(self, settings, topics, password=None, on_command=None):
+    def __init__(self, settings, topics, password=None, on_command=None, on_state=None):
         self.settings = settings
         self.topics = topics
         self._on_command = on_command
+        self._on_state = on_state or (lambda: None)
         self._lock = threading.Lock()
+        self._outbox = collections.deque()
+        self._pending = {}          # mid -> qos, handed to paho and not yet confirmed
+        self._inline_confirmed = set()
+        self._retained = {}
+        self._wake_read, self._wake_write = os.pipe()
+        for fd in (self._wake_read, self._wake_write):
+            os.set_blocking(fd, False)
+        self._stopping = threading.Event()
+        self._final_status = contract.STOPPED
         self.connected = threading.Event()
         self.connects = 0
-        self.dropped = 0
         self.published = 0
+        self.dropped = collections.Counter()
         self.rejected_credentials = False
-        self.last_error = ""
-        self._retained = {}
+        self._problem = "connecting to {}:{}".format(settings.host, settings.port)
+        self._connected_at = None
+        self._short_connections = 0
+        self._takeover = ""
         self._client = self._make_client(password)
 
     def _make_client(self, password):
@@ -56,64 +93,195 @@ class MqttLink:
             client.tls_set(ca_certs=self.settings.tls_ca or None, certfile=self.settings.tls_cert or None,
                            keyfile=self.settings.tls_key or None, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         client.will_set(self.topics.status, contract.OFFLINE, qos=1, retain=True)
-        client.reconnect_delay_set(max(1, int(self.settings.reconnect_min)), max(1, int(self.settings.reconnect_max)))
-        client.max_queued_messages_set(self.settings.queue_size)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive)
         return client
 
-    def start(self):
-        self._client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive)
-        self._client.loop_start()
+    # --- any thread ----------------------------------------------------------------------------------
+
+    def start(self, supervisor):
+        self._worker = supervisor.start("mqtt", self._run)
         return self
 
     def publish(self, topic, payload, qos=0, retain=False):
-        """Queue a message; False (and counted) if the queue is full or the link is down for QoS 0."""
+        """Queue a message for the network thread; False (and counted as dropped) if it cannot be sent."""
         data = payload if isinstance(payload, (bytes, str)) else contract.encode(payload)
-        if retain:
-            with self._lock:
-                self._retained[topic] = (data, qos)
-        info = self._client.publish(topic, data, qos=qos, retain=retain)
         with self._lock:
-            if info.rc == paho.MQTT_ERR_SUCCESS:
-                self.published += 1
-                return True
-            self.dropped += 1
-        return False
+            if retain:
+                self._retained[topic] = (data, qos)
+            if qos == 0 and not self.connected.is_set():
+                self.dropped["disconnected"] += 1
+                return False
+            if len(self._outbox) + len(self._pending) >= self.settings.queue_size:
+                self.dropped["queue_full"] += 1
+                return False
+            self._outbox.append(OutgoingMessage(topic, data, qos, retain))
+        self._wake()
+        return True
 
-    def stop(self, final_status=contract.STOPPED, timeout=3.0):
-        """Publish the final status (retained), flush, disconnect cleanly."""
-        if self.connected.is_set():
-            info = self._client.publish(self.topics.status, final_status, qos=1, retain=True)
-            try:
-                info.wait_for_publish(timeout)
-            except (RuntimeError, ValueError) as exc:  # paho 2.x raises when not connected
-                log.warning("mqtt: %s not delivered: %s", final_status, exc)
-        self._client.disconnect()
-        self._client.loop_stop()
+    def stop(self, final_status=contract.STOPPED, timeout=STOP_FLUSH_TIMEOUT + 2.0):
+        """Publish the final status (retained) if connected, flush, disconnect; the network thread ends."""
+        self._final_status = final_status
+        self._stopping.set()
+        self._wake()
+        if self._worker is None or self._worker.join(timeout):
+            for fd in (self._wake_read, self._wake_write):
+                os.close(fd)
+
+    def problem(self):
+        """What is wrong with the link, in words, or '' when all is well.
+
+        A takeover warning outlives the short connections in between, until one lasts STABLE_CONNECTION.
+        """
+        if self._takeover and self.connected.is_set() and self._connected_at and \
+                time.monotonic() - self._connected_at >= STABLE_CONNECTION:
+            self._takeover = ""
+        if self._takeover:
+            return self._takeover
+        return "" if self.connected.is_set() else self._problem
 
     def stats(self):
         with self._lock:
-            queued = len(getattr(self._client, "_out_messages", ()))
             return {"connected": self.connected.is_set(), "connects": self.connects,
                     "reconnects": max(0, self.connects - 1), "published": self.published,
-                    "dropped": self.dropped, "queue": queued, "error": self.last_error}
+                    "dropped": sum(self.dropped.values()), "dropped_by_cause": dict(self.dropped),
+                    "queue": len(self._outbox) + len(self._pending), "queue_size": self.settings.queue_size,
+                    "error": self.problem()}
+
+    def _wake(self):
+        try:
+            os.write(self._wake_write, b"x")
+        except OSError:  # closed after stop, or the pipe is full: the loop is awake either way
+            pass
+
+    _worker = None
+
+    # --- the network thread -----------------------------------------------------------------------------
+
+    def _run(self):
+        delay = self.settings.reconnect_min
+        while not self._stopping.is_set():
+            if self.rejected_credentials:
+                self._wait(None)
+                continue
+            if not self._connect(delay):
+                self._wait(delay)
+                delay = min(delay * 2, self.settings.reconnect_max)
+                continue
+            self._serve_connection()
+            if self._connected_at and time.monotonic() - self._connected_at >= STABLE_CONNECTION:
+                delay = self.settings.reconnect_min
+            elif not self._stopping.is_set():
+                self._wait(delay)
+                delay = min(delay * 2, self.settings.reconnect_max)
+        self._finish()
+
+    def _connect(self, delay):
+        """Open the TCP (and TLS) connection and send CONNECT; False, logged with the cause, if it fails."""
+        self._connected_at = None
+        try:
+            self._client.reconnect()
+            return True
+        except (OSError, ValueError) as exc:  # refused, unreachable, DNS, TLS (ssl.SSLError is an OSError)
+            self._set_problem("cannot connect to {}:{}: {}".format(self.settings.host, self.settings.port,
+                                                                   describe_error(exc)))
+            log.warning("mqtt: %s; retrying in %.1f s", self._problem, delay)
+            return False
+
+    def _serve_connection(self):
+        """Run the open connection until it ends or facewatch stops."""
+        sent_at = time.monotonic()
+        while not self._stopping.is_set():
+            sock = self._client.socket()
+            if sock is None:
+                return
+            if not self.connected.is_set() and time.monotonic() - sent_at > CONNACK_TIMEOUT:
+                self._set_problem("{}:{} accepted the connection but did not answer CONNECT within {:.0f} s".format(
+                    self.settings.host, self.settings.port, CONNACK_TIMEOUT))
+                log.warning("mqtt: %s", self._problem)
+                self._client.disconnect()
+                return
+            if self.connected.is_set():
+                self._drain_outbox()
+            self._pump(sock, TICK)
+
+    def _pump(self, sock, timeout):
+        """One round of network I/O: wait for the socket or the wake-up pipe, then read, write, keepalive."""
+        pending = getattr(sock, "pending", lambda: 0)()
+        writers = [sock] if self._client.want_write() else []
+        try:
+            readable, writable, _ = select.select([sock, self._wake_read], writers, [], 0.0 if pending else timeout)
+        except (OSError, ValueError):  # the socket was closed under us: the next round reconnects
+            return
+        if self._wake_read in readable:
+            os.read(self._wake_read, 4096)
+        if sock in readable or pending:
+            self._client.loop_read()
+        if sock in writable and self._client.socket() is not None:
+            self._client.loop_write()
+        self._client.loop_misc()
+
+    def _drain_outbox(self):
+        while True:
+            with self._lock:
+                if not self._outbox:
+                    return
+                message = self._outbox.popleft()
+            self._send(message)
+
+    def _send(self, message):
+        self._inline_confirmed.clear()
+        info = self._client.publish(message.topic, message.data, qos=message.qos, retain=message.retain)
+        with self._lock:
+            if info.rc == paho.MQTT_ERR_SUCCESS or (message.qos > 0 and info.rc == paho.MQTT_ERR_NO_CONN):
+                if info.mid in self._inline_confirmed:   # on_publish ran inside publish()
+                    self.published += 1
+                else:
+                    self._pending[info.mid] = message.qos
+            else:
+                self.dropped["disconnected" if info.rc == paho.MQTT_ERR_NO_CONN else "client_queue_full"] += 1
+
+    def _wait(self, seconds):
+        """Sleep until `seconds` pass or facewatch stops."""
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while not self._stopping.is_set():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return
+            try:
+                readable, _, _ = select.select([self._wake_read], [], [], remaining)
+            except (OSError, ValueError):
+                return
+            if readable:
+                os.read(self._wake_read, 4096)
+
+    def _finish(self):
+        """Final status (retained), flushed within STOP_FLUSH_TIMEOUT, then a clean DISCONNECT."""
+        if self.connected.is_set():
+            self._drain_outbox()
+            info = self._client.publish(self.topics.status, self._final_status, qos=1, retain=True)
+            deadline = time.monotonic() + STOP_FLUSH_TIMEOUT
+            while self._client.socket() is not None and time.monotonic() < deadline and not confirmed(info):
+                self._pump(self._client.socket(), 0.1)
+            if not confirmed(info):
+                log.warning("mqtt: %r not acknowledged by the broker within %.0f s", self._final_status,
+                            STOP_FLUSH_TIMEOUT)
+        self._client.disconnect()
+        if self._client.socket() is not None:
+            self._client.loop_write()
+
+    # --- paho callbacks (on the network thread) ------------------------------------------------------------
 
     def _on_connect(self, client, userdata, flags, reason, properties=None):
         code = reason_value(reason)
         if code != 0:
-            self.last_error = "broker refused the connection: {}".format(reason)
-            if code in CREDENTIAL_FAILURES:
-                self.rejected_credentials = True
-                log.error("mqtt: %s:%s rejected the credentials (%s); not retrying. Fix mqtt.username / "
-                          "mqtt.password_file and restart.", self.settings.host, self.settings.port, reason)
-                client.disconnect()
-            else:
-                log.warning("mqtt: %s", self.last_error)
+            self._refused(client, code, reason)
             return
         self.connects += 1
-        self.last_error = ""
+        self._connected_at = time.monotonic()
         client.publish(self.topics.status, contract.ONLINE, qos=1, retain=True)
         with self._lock:
             retained = list(self._retained.items())
@@ -124,15 +292,79 @@ class MqttLink:
             client.subscribe([(pattern, 1) for pattern in self.topics.commands])
         self.connected.set()
         log.info("mqtt: connected to %s:%s", self.settings.host, self.settings.port)
+        self._on_state()
+
+    def _refused(self, client, code, reason):
+        if code in CREDENTIAL_FAILURES:
+            self.rejected_credentials = True
+            self._set_problem("the broker {}:{} rejected the credentials ({}); not retrying. Fix mqtt.username / "
+                              "mqtt.password_file and restart facewatch".format(self.settings.host,
+                                                                               self.settings.port, reason))
+            log.error("mqtt: %s", self._problem)
+            client.disconnect()
+        else:
+            self._set_problem("the broker {}:{} refused the connection: {}".format(
+                self.settings.host, self.settings.port, reason))
+            log.warning("mqtt: %s; retrying with backoff", self._problem)
 
     def _on_disconnect(self, client, userdata, *args):
         reason = args[1] if PAHO_2 else args[0]
+        was_connected = self.connected.is_set()
         self.connected.clear()
-        if reason_value(reason) != 0:
-            self.last_error = "connection lost: {}".format(reason)
-            log.warning("mqtt: %s; reconnecting with backoff", self.last_error)
+        self._forget_unsent_qos0()
+        if not was_connected or self._stopping.is_set():
+            return
+        lasted = time.monotonic() - (self._connected_at or time.monotonic())
+        code = reason_value(reason)
+        self._short_connections = self._short_connections + 1 if lasted < STABLE_CONNECTION else 0
+        if code == SESSION_TAKEN_OVER or self._short_connections >= SHORT_CONNECTIONS_REPORTED:
+            self._takeover = (
+                "the broker closed the connection {} times in a row within {:.0f} s of accepting it: usually "
+                "another client with the same client id 'facewatch-{}' (a second facewatch with device_id {!r}?); "
+                "each takes the connection from the other".format(max(self._short_connections, 1),
+                                                                 STABLE_CONNECTION, self.topics.device,
+                                                                 self.topics.device))
+            self._set_problem(self._takeover)
+            log.error("mqtt: %s", self._problem)
+        else:
+            self._set_problem("connection to {}:{} lost ({}); reconnecting".format(
+                self.settings.host, self.settings.port, reason))
+            log.warning("mqtt: %s", self._problem)
+
+    def _forget_unsent_qos0(self):
+        """paho discards QoS 0 packets not yet written when the connection breaks: they are lost."""
+        with self._lock:
+            lost = [mid for mid, qos in self._pending.items() if qos == 0]
+            for mid in lost:
+                del self._pending[mid]
+            if lost:
+                self.dropped["connection_lost"] += len(lost)
+
+    def _on_publish(self, client, userdata, mid, *rest):
+        with self._lock:
+            if self._pending.pop(mid, None) is not None:
+                self.published += 1
+            else:
+                self._inline_confirmed.add(mid)
 
     def _on_message(self, client, userdata, message):
         name = self.topics.command_name(message.topic)
         if name is not None and self._on_command:
             self._on_command(name, message.payload, getattr(message, "properties", None))
+
+    def _set_problem(self, text):
+        self._problem = text
+        self._on_state()
+
+
+def confirmed(info):
+    """paho's is_published(), which raises for a message published while disconnected."""
+    try:
+        return info.is_published()
+    except (RuntimeError, ValueError):
+        return False
+
+
+def describe_error(exc):
+    """An OSError as a person reads it: 'Connection refused', 'Name or service not known'..."""
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__

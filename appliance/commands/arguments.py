@@ -1,0 +1,46 @@
+"""argparse types shared by the commands: a bad value is a usage error (exit 2) naming the option."""
+import argparse
+import math
+
+from appliance import validators
+
+
+def non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not an integer: {!r}".format(text))
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more, got {}".format(value))
+    return value
+
+
+def bounded_int(low, high):
+    def parse(text):
+        value = non_negative_int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError("must be between {} and {}, got {}".format(low, high, value))
+        return value
+    return parse
+
+
+def score(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a number: {!r}".format(text))
+    if not math.isfinite(value) or not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1, got {}".format(text))
+    return value
+
+
+def host_port(text):
+    """HOST:PORT (an IPv6 host in brackets: [::1]:1883) -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError("expected HOST:PORT with a port 1..65535, got {!r}".format(text))
+    problem = validators.host(host)
+    if problem:
+        raise argparse.ArgumentTypeError("host {}".format(problem))
+    return host, int(port)

@@ -1,0 +1,156 @@
+"""Checks of single configuration values. Each returns None when the value is fine, else what is wrong
+(in words, without the key's name, which the caller adds)."""
+import ipaddress
+import os
+import re
+import ssl
+
+from appliance import files
+from appliance.sources import SourceError, parse_source
+
+MAX_SECRET_BYTES = 64 * 1024
+MAX_PEM_BYTES = 1 << 20
+MQTT_TOPIC_MAX_BYTES = 65535
+RESERVED_DEVICE_IDS = ("all",)
+HOST_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+
+
+def control_characters(text):
+    """The first control character in `text` as \\xNN, or None."""
+    for ch in text:
+        if ord(ch) < 32 or ord(ch) == 127:
+            return repr(ch)
+    return None
+
+
+def host(value):
+    if not value:
+        return "is empty: name the MQTT broker (a host name or an IP address)"
+    try:
+        ipaddress.ip_address(value)
+        return None
+    except ValueError:
+        pass
+    name = value[:-1] if value.endswith(".") else value
+    if len(name) > 253:
+        return "is {} characters long; a host name has at most 253".format(len(name))
+    bad = [label for label in name.split(".") if not HOST_LABEL.match(label)]
+    if bad:
+        return "{!r} is not a valid host name or IP address (label {!r})".format(value, bad[0])
+    return None
+
+
+def topic_prefix(value):
+    """A topic prefix: one or more levels, no wildcard, not a $SYS-style topic."""
+    if not value:
+        return "is empty; topics are PREFIX/DEVICE/..."
+    for ch in "+#":
+        if ch in value:
+            return "contains {!r}, an MQTT wildcard, which topics cannot contain".format(ch)
+    if value.startswith("$"):
+        return "starts with '$', which MQTT reserves for broker topics ($SYS)"
+    if "" in value.split("/"):
+        return "has an empty topic level (a leading, trailing or doubled '/')"
+    return None
+
+
+def device_id(value):
+    """One topic level; "" means the host name."""
+    if value == "":
+        return None
+    problem = topic_prefix(value)
+    if problem:
+        return problem
+    if "/" in value:
+        return "contains '/': the device id is one topic level"
+    if value in RESERVED_DEVICE_IDS:
+        return "{!r} is reserved: PREFIX/{}/cmd/... addresses every device".format(value, value)
+    return None
+
+
+def topic_length(topic):
+    size = len(topic.encode("utf-8"))
+    if size > MQTT_TOPIC_MAX_BYTES:
+        return "makes topics of {} bytes; MQTT allows at most {}".format(size, MQTT_TOPIC_MAX_BYTES)
+    return None
+
+
+def absolute_path(value):
+    if value and not os.path.isabs(value):
+        return "{!r} is a relative path; give an absolute one (systemd starts facewatch in /)".format(value)
+    return None
+
+
+def folder_path(value):
+    problem = absolute_path(value)
+    if problem or not value:
+        return problem
+    if os.path.exists(value) and not os.path.isdir(value):
+        return "{} exists and is not a folder".format(value)
+    return None
+
+
+def read_secret(path):
+    """The secret in `path`: a regular UTF-8 file, surrounding white space stripped, not empty.
+    Raises files.FileRefused."""
+    text = files.read_text_file(path, MAX_SECRET_BYTES).strip()
+    if not text:
+        raise files.FileRefused("{}: is empty".format(path))
+    return text.encode("utf-8")
+
+
+def secret_file(value):
+    problem = absolute_path(value)
+    if problem or not value:
+        return problem
+    try:
+        read_secret(value)
+    except files.FileRefused as exc:
+        return str(exc)
+    return None
+
+
+def pem_file(value):
+    """A file that is PEM text (a certificate bundle, a certificate or a key)."""
+    problem = absolute_path(value)
+    if problem or not value:
+        return problem
+    try:
+        text = files.read_text_file(value, MAX_PEM_BYTES)
+    except files.FileRefused as exc:
+        return str(exc)
+    if "-----BEGIN " not in text:
+        return "{}: not PEM (no '-----BEGIN' line)".format(value)
+    return None
+
+
+def ca_bundle(value):
+    problem = pem_file(value)
+    if problem or not value:
+        return problem
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=value)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        return "{}: not a usable CA certificate bundle: {}".format(value, exc)
+    return None
+
+
+def _refuse_passphrase():
+    raise ValueError("the key is encrypted; facewatch needs an unencrypted key file")
+
+
+def client_certificate(cert, key):
+    """tls_cert and tls_key load together (a matching pair)."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key, password=_refuse_passphrase)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        return "{} and {} do not load as a certificate and its key: {}".format(cert, key, exc)
+    return None
+
+
+def camera_source(value):
+    try:
+        parse_source(value)
+    except SourceError as exc:
+        return str(exc)
+    return None
