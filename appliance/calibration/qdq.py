@@ -20,12 +20,40 @@ QDQ_OPSET = 13
 
 def make_qdq_model(fp32_model, amax_by_name):
     """The Q/DQ model of `fp32_model` (an onnx.ModelProto, not modified) with activation ranges `amax_by_name`."""
-    model = version_converter.convert_version(fp32_model, QDQ_OPSET)
+    model = convert_opset(fp32_model, QDQ_OPSET)
     graph.inline_constant_identities(model)
     quantize_conv_weights(model)
     quantize_activations(model, amax_by_name)
     onnx.checker.check_model(model)
     return model
+
+
+def convert_opset(model, opset):
+    """The model at `opset`. onnx < 1.12 (Python 3.6) cannot convert Softmax 12 -> 13 when the input's rank is
+    unknown to its shape inference, as it is past this model's dynamic Reshape; it is then told the rank, as
+    ONNX Runtime sees it on a small input."""
+    try:
+        return version_converter.convert_version(model, opset)
+    except RuntimeError as exc:
+        if "Softmax" not in str(exc):
+            raise
+    return version_converter.convert_version(with_softmax_input_ranks(model), opset)
+
+
+def with_softmax_input_ranks(model, probe_side=64):
+    import onnxruntime
+    names = [node.input[0] for node in model.graph.node if node.op_type == "Softmax"]
+    session = onnxruntime.InferenceSession(graph.with_outputs(model, names).SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    probe = session.get_inputs()[0]
+    shape = [d if isinstance(d, int) else (1 if i == 0 else probe_side) for i, d in enumerate(probe.shape)]
+    values = session.run(names, {probe.name: np.zeros(shape, np.float32)})
+    annotated = onnx.ModelProto()
+    annotated.CopyFrom(model)
+    for name, value in zip(names, values):
+        annotated.graph.value_info.append(helper.make_tensor_value_info(
+            name, onnx.TensorProto.FLOAT, ["{}_{}".format(name, i) for i in range(value.ndim)]))
+    return annotated
 
 
 def per_channel_int8(weights):

@@ -9,8 +9,10 @@ import os
 import sys
 
 from appliance.commands import arguments
+from appliance.config import SCHEMA
 from appliance.errors import EXIT_OK, EXIT_USAGE, UsageError
-from appliance.models.retinaface import DEFAULT_SETTINGS
+
+DEFAULT_MIN_SCORE = SCHEMA["detections"]["min_score"].default
 
 
 def add_arguments(parser):
@@ -22,7 +24,7 @@ def add_arguments(parser):
                         help="default: %(default)s")
     parser.add_argument("--threads", type=arguments.non_negative_int, default=0,
                         help="ONNX Runtime threads (default 0: its own choice)")
-    parser.add_argument("--min-score", type=arguments.score, default=DEFAULT_SETTINGS.min_score,
+    parser.add_argument("--min-score", type=arguments.score, default=DEFAULT_MIN_SCORE,
                         help="score threshold (default %(default)s)")
 
 
