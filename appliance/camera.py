@@ -113,12 +113,13 @@ class Camera:
             self._condition.notify_all()
 
     def latest(self, timeout):
-        """The newest frame not handed out yet, or None after `timeout` seconds."""
+        """The newest frame not handed out yet; None after `timeout` seconds, or at once when the source has
+        ended (or failed) with nothing left to hand out."""
         deadline = time.monotonic() + timeout
         with self._condition:
             while self._latest is None or self._latest is self._handed:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._stop.is_set():
+                if remaining <= 0 or self._stop.is_set() or self.finished():
                     return None
                 self._condition.wait(remaining)
             frame = self._latest

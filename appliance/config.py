@@ -67,7 +67,7 @@ SCHEMA = collections.OrderedDict([
         ("tls_key", field(str, "", check=validators.pem_file)),
         ("keepalive", field(int, 30, 5, 3600)),
         ("protocol", field(str, "5", choices=("3.1.1", "5"))),
-        ("queue_size", field(int, 1000, 1, 1000000)),
+        ("queue_size", field(int, 1000, 1, 60000)),
         ("reconnect_min", field(float, 1.0, 0.1, 60.0)),
         ("reconnect_max", field(float, 60.0, 1.0, 3600.0)),
     ])),

@@ -34,22 +34,34 @@ class Mosquitto:
         self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not os.path.exists(self.binary):
             raise RuntimeError("mosquitto is not installed: apt-get install mosquitto (bash .ci/run does)")
-        directory = str(directory)
+        self.directory = str(directory)
+        self.fixed_port = port
         self.port = port or free_port()
-        self.config = os.path.join(directory, "mosquitto.conf")
-        self.log_path = os.path.join(directory, "mosquitto.log")
-        persistence = ("persistence true\npersistence_location {}/\nautosave_interval 1\nautosave_on_changes true\n"
-                       .format(directory) if persistent else "persistence false\n")
-        with open(self.config, "w") as f:
-            f.write("listener {} 127.0.0.1\n{}log_dest file {}\nuser root\n{}".format(
-                self.port, persistence, self.log_path, extra_config or "allow_anonymous true\n"))
+        self.config = os.path.join(self.directory, "mosquitto.conf")
+        self.log_path = os.path.join(self.directory, "mosquitto.log")
+        self.persistence = ("persistence true\npersistence_location {}/\nautosave_interval 1\n"
+                            "autosave_on_changes true\n".format(self.directory) if persistent else "persistence false\n")
+        self.extra_config = extra_config or "allow_anonymous true\n"
         self.process = None
 
+    def _write_config(self):
+        with open(self.config, "w") as f:
+            f.write("listener {} 127.0.0.1\n{}log_dest file {}\nuser root\n{}".format(
+                self.port, self.persistence, self.log_path, self.extra_config))
+
     def start(self):
-        self.process = subprocess.Popen([self.binary, "-c", self.config],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(self._accepts, 10, message="mosquitto to listen")
-        return self
+        """Start on the chosen port; if another process took it meanwhile (tests run in parallel), on another."""
+        for _ in range(5):
+            self._write_config()
+            self.process = subprocess.Popen([self.binary, "-c", self.config],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_until(lambda: self._accepts() or self.process.poll() is not None, 10, message="mosquitto to listen")
+            if self.process.poll() is None:
+                return self
+            if self.fixed_port:
+                break
+            self.port = free_port()
+        raise RuntimeError("mosquitto did not start on port {}: {}".format(self.port, self.log()[-500:]))
 
     def stop(self, sig=None):
         """SIGKILL by default; signal.SIGTERM for a clean shutdown (it saves its state)."""
@@ -82,16 +94,20 @@ class Recorder:
     clean=False: a persistent session (fixed client id, QoS 1) whose messages the broker keeps while the
     recorder is away, as a subscriber that must not miss anything would use."""
 
-    def __init__(self, port, pattern, clean=True):
+    def __init__(self, port, pattern, clean=True, credentials=None):
         self.messages = []
         self._lock = threading.Lock()
+        self.subscribed = threading.Event()
         kwargs = {"client_id": "test-recorder-{}".format(id(self) if clean else "persistent"), "clean_session": clean}
         if hasattr(paho, "CallbackAPIVersion"):
             kwargs["callback_api_version"] = paho.CallbackAPIVersion.VERSION2
         self.client = paho.Client(**kwargs)
+        if credentials:
+            self.client.username_pw_set(*credentials)
         self.client.reconnect_delay_set(0.1, 0.5)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda client, *args: client.subscribe(pattern, qos=1)
+        self.client.on_subscribe = lambda *args: self.subscribed.set()
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
 

@@ -62,8 +62,8 @@ class Daemon:
                                                "reconnect_min": 0.2, "reconnect_max": 1.0, "keepalive": 5},
                     "telemetry": {"interval": 0.5},
                     "engine": {"backend": "onnxruntime", "cache_dir": str(tmp_path / "engines")}}
-        for name, values in sections.items():
-            document.setdefault(name, {}).update(values)
+        for section, values in sections.items():
+            document.setdefault(section, {}).update(values)
         name = name or device
         self.config_path = tmp_path / "{}.toml".format(name)
         self.config_path.write_text(tomli_w_lite.dumps(document))

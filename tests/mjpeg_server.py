@@ -26,12 +26,17 @@ def load_jpegs(path, limit=40):
 
 
 class MjpegCamera:
+    """kill(): the camera dies (streams end, the port refuses). hang(): it stops sending but keeps every
+    connection open and accepts new ones without answering. resume() ends a hang."""
+
     def __init__(self, jpegs, port=0, fps=10.0):
         self.jpegs = jpegs
         self.fps = fps
         self.port = port
         self._server = None
         self._alive = threading.Event()
+        self._sending = threading.Event()
+        self._sending.set()
 
     def start(self):
         camera = self
@@ -41,11 +46,18 @@ class MjpegCamera:
                 pass
 
             def do_GET(self):
+                while not camera._sending.is_set():
+                    if not camera._alive.is_set():
+                        return
+                    time.sleep(0.05)
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=" + BOUNDARY)
                 self.end_headers()
                 index = 0
                 while camera._alive.is_set():
+                    if not camera._sending.is_set():
+                        time.sleep(0.05)
+                        continue
                     jpeg = camera.jpegs[index % len(camera.jpegs)]
                     try:
                         self.wfile.write("--{}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n".format(
@@ -72,3 +84,9 @@ class MjpegCamera:
         self._alive.clear()
         self._server.shutdown()
         self._server.server_close()
+
+    def hang(self):
+        self._sending.clear()
+
+    def resume(self):
+        self._sending.set()

@@ -1,12 +1,6 @@
 import json
 import os
-import random
-import signal
-import subprocess
-import sys
-import time
 
-from appliance.engine.store import EngineRejected, EngineStore
 import pytest
 
 from conftest import REPO_ROOT, run_cli
@@ -49,29 +43,3 @@ def test_a_failed_build_exits_1(tmp_path):
     result = run_cli("engines", "build", "--cache-dir", tmp_path, env={"FACEWATCH_BUILD_FAULT": "sigkill"})
     assert result.returncode == 1
     assert "no engine could be built" in result.stderr and "SIGKILL" in result.stderr
-
-
-def test_twenty_builds_killed_at_random_moments_never_leave_a_loadable_partial_engine(tmp_path, model):
-    cache = str(tmp_path / "engines")
-    started = time.monotonic()
-    assert run_cli("engines", "build", "--cache-dir", tmp_path / "timing").returncode == 0
-    duration = time.monotonic() - started
-    randomness = random.Random(20)
-    outcomes = []
-    for _ in range(20):
-        build = subprocess.Popen([sys.executable, "-m", "appliance", "engines", "build", "--force", "--cache-dir", cache],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(randomness.uniform(0.0, duration))
-        os.killpg(build.pid, signal.SIGKILL)
-        outcomes.append(build.wait())
-        store = EngineStore(cache)
-        for entry in store.entries():
-            inputs = entry["key_inputs"]
-            try:
-                store.verified(entry["name"], inputs)  # what a loader accepts must be whole
-            except EngineRejected as exc:
-                assert "sidecar" in str(exc) or "no engine" in str(exc), exc
-    assert outcomes.count(-signal.SIGKILL) >= 10, outcomes
-    final = run_cli("engines", "build", "--cache-dir", cache)
-    assert final.returncode == 0, final.stderr
-    assert not [n for n in os.listdir(cache) if ".tmp-" in n]

@@ -11,8 +11,13 @@ LISTED_FAILURES = 5
 def image_paths(directory):
     """Sorted image files of `directory` (by extension); UsageError if it is missing or has none."""
     if not os.path.isdir(directory):
-        raise UsageError("--images {}: no such folder".format(directory))
-    paths = sorted(os.path.join(directory, name) for name in os.listdir(directory)
+        raise UsageError("--images {}: {}".format(
+            directory, "is not a folder" if os.path.exists(directory) else "no such folder"))
+    try:
+        names = os.listdir(directory)
+    except OSError as exc:
+        raise UsageError("--images {}: cannot list the folder: {}".format(directory, exc.strerror or exc))
+    paths = sorted(os.path.join(directory, name) for name in names
                    if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."))
     if not paths:
         raise UsageError("--images {}: the folder has no images ({})".format(

@@ -9,6 +9,7 @@ activation's range by entropy calibration, and writes three files:
 """
 import os
 
+from appliance.commands import arguments
 from appliance.errors import EXIT_OK
 
 DEFAULT_TABLE = "calibration.cache"
@@ -22,7 +23,8 @@ def add_arguments(parser):
     parser.add_argument("--trt-version", default=DEFAULT_TRT_VERSION, metavar="X.Y.Z",
                         help="TensorRT version named in the table's header (default: {}, JetPack 4.6)"
                         .format(DEFAULT_TRT_VERSION))
-    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: its default)")
+    parser.add_argument("--threads", type=arguments.non_negative_int, default=0,
+                        help="ONNX Runtime threads (default 0: its own choice)")
 
 
 def companion_path(table_path, suffix):

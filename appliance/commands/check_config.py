@@ -2,7 +2,8 @@
 
 
 def add_arguments(parser):
-    parser.add_argument("--config", metavar="PATH", help="TOML file (default /etc/facewatch/facewatch.toml)")
+    parser.add_argument("--config", metavar="PATH", help="TOML file (default /etc/facewatch/facewatch.toml, or "
+                        "facewatch.toml in $CONFIGURATION_DIRECTORY)")
 
 
 def run(args):

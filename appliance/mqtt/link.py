@@ -38,6 +38,9 @@ CONNACK_TIMEOUT = 10.0      # a broker that accepts TCP but never answers CONNEC
 STABLE_CONNECTION = 10.0    # a connection shorter than this, closed by the broker, is suspicious
 SHORT_CONNECTIONS_REPORTED = 3
 STOP_FLUSH_TIMEOUT = 3.0
+# Why a message was dropped (telemetry mqtt.dropped_by_cause).
+DISCONNECTED, QUEUE_FULL, CONNECTION_LOST, REFUSED_BY_CLIENT = (
+    "disconnected", "queue_full", "connection_lost", "refused_by_client")
 
 
 def make_paho_client(client_id, protocol="3.1.1"):
@@ -113,10 +116,10 @@ class MqttLink:
             if retain:
                 self._retained[topic] = (data, qos)
             if qos == 0 and not self.connected.is_set():
-                self.dropped["disconnected"] += 1
+                self.dropped[DISCONNECTED] += 1
                 return False
             if len(self._outbox) + len(self._pending) >= self.settings.queue_size:
-                self.dropped["queue_full"] += 1
+                self.dropped[QUEUE_FULL] += 1
                 return False
             self._outbox.append(OutgoingMessage(topic, data, qos, retain))
         self._wake()
@@ -186,6 +189,7 @@ class MqttLink:
             self._client.reconnect()
             return True
         except (OSError, ValueError) as exc:  # refused, unreachable, DNS, TLS (ssl.SSLError is an OSError)
+            self._short_connections = 0  # a broker that refuses is restarting or down, not taken over
             self._set_problem("cannot connect to {}:{}: {}".format(self.settings.host, self.settings.port,
                                                                    describe_error(exc)))
             log.warning("mqtt: %s; retrying in %.1f s", self._problem, delay)
@@ -242,7 +246,7 @@ class MqttLink:
                 else:
                     self._pending[info.mid] = message.qos
             else:
-                self.dropped["disconnected" if info.rc == paho.MQTT_ERR_NO_CONN else "client_queue_full"] += 1
+                self.dropped[DISCONNECTED if info.rc == paho.MQTT_ERR_NO_CONN else REFUSED_BY_CLIENT] += 1
 
     def _wait(self, seconds):
         """Sleep until `seconds` pass or facewatch stops."""
@@ -317,19 +321,17 @@ class MqttLink:
         lasted = time.monotonic() - (self._connected_at or time.monotonic())
         code = reason_value(reason)
         self._short_connections = self._short_connections + 1 if lasted < STABLE_CONNECTION else 0
+        self._set_problem("connection to {}:{} lost ({}); reconnecting".format(
+            self.settings.host, self.settings.port, reason))
+        log.warning("mqtt: %s", self._problem)
         if code == SESSION_TAKEN_OVER or self._short_connections >= SHORT_CONNECTIONS_REPORTED:
             self._takeover = (
-                "the broker closed the connection {} times in a row within {:.0f} s of accepting it: usually "
-                "another client with the same client id 'facewatch-{}' (a second facewatch with device_id {!r}?); "
-                "each takes the connection from the other".format(max(self._short_connections, 1),
-                                                                 STABLE_CONNECTION, self.topics.device,
-                                                                 self.topics.device))
+                "the broker closed the connection {} times in a row within {:.0f} s of accepting it, each time "
+                "accepting the next at once: usually another client with the same client id 'facewatch-{}' (a "
+                "second facewatch with device_id {!r}?); each takes the connection from the other".format(
+                    max(self._short_connections, 1), STABLE_CONNECTION, self.topics.device, self.topics.device))
             self._set_problem(self._takeover)
-            log.error("mqtt: %s", self._problem)
-        else:
-            self._set_problem("connection to {}:{} lost ({}); reconnecting".format(
-                self.settings.host, self.settings.port, reason))
-            log.warning("mqtt: %s", self._problem)
+            log.error("mqtt: %s", self._takeover)
 
     def _forget_unsent_qos0(self):
         """paho discards QoS 0 packets not yet written when the connection breaks: they are lost."""
@@ -338,7 +340,7 @@ class MqttLink:
             for mid in lost:
                 del self._pending[mid]
             if lost:
-                self.dropped["connection_lost"] += len(lost)
+                self.dropped[CONNECTION_LOST] += len(lost)
 
     def _on_publish(self, client, userdata, mid, *rest):
         with self._lock:
