@@ -36,6 +36,8 @@ def _open_regular(path):
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise FileRefused(os_reason(path, exc))
+    except ValueError:  # a NUL byte in the name
+        raise FileRefused("{!r}: not a valid path".format(path))
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):

@@ -1,5 +1,3 @@
-import time
-
 from brokers import Recorder, wait_until
 from mjpeg_server import MjpegCamera, load_jpegs
 
@@ -18,7 +16,6 @@ def test_an_http_mjpeg_camera_that_dies_and_comes_back_is_reconnected(mosquitto,
                            for t in recorder.json_on("telemetry")[killed_at:]),
                30, message="the camera loss to be reported")
     lost_at = len(recorder.on("detections"))
-    time.sleep(1.0)
     MjpegCamera(camera.jpegs, port=camera.port).start()
     wait_until(lambda: len(recorder.on("detections")) >= lost_at + 5, 60, message="detections after the camera came back")
     report = wait_until(lambda: [t for t in recorder.json_on("telemetry") if t["camera"]["state"] == "streaming"

@@ -5,6 +5,15 @@ import math
 from appliance import validators
 
 
+def path(text):
+    """A file or folder name as given; one no system call could take (empty, a NUL byte) is refused."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path names nothing")
+    if "\0" in text:
+        raise argparse.ArgumentTypeError("{!r} contains a NUL byte, which no path can".format(text))
+    return text
+
+
 def non_negative_int(text):
     try:
         value = int(text)

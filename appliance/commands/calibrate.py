@@ -17,8 +17,9 @@ DEFAULT_TRT_VERSION = "8.2.1"
 
 
 def add_arguments(parser):
-    parser.add_argument("--images", required=True, metavar="DIR", help="folder of calibration images")
-    parser.add_argument("--out", default=DEFAULT_TABLE, metavar="PATH",
+    parser.add_argument("--images", required=True, metavar="DIR", type=arguments.path,
+                        help="folder of calibration images")
+    parser.add_argument("--out", default=DEFAULT_TABLE, metavar="PATH", type=arguments.path,
                         help="the calibration table to write (default: {})".format(DEFAULT_TABLE))
     parser.add_argument("--trt-version", default=DEFAULT_TRT_VERSION, metavar="X.Y.Z",
                         help="TensorRT version named in the table's header (default: {}, JetPack 4.6)"

@@ -1,8 +1,11 @@
 """`facewatch check-config [--config PATH]`: validate a file and explain every error (exit 2 if any)."""
+from appliance.commands import arguments
+
 
 
 def add_arguments(parser):
-    parser.add_argument("--config", metavar="PATH", help="TOML file (default /etc/facewatch/facewatch.toml, or "
+    parser.add_argument("--config", metavar="PATH", type=arguments.path,
+                        help="TOML file (default /etc/facewatch/facewatch.toml, or "
                         "facewatch.toml in $CONFIGURATION_DIRECTORY)")
 
 

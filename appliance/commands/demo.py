@@ -23,12 +23,14 @@ def user_cache_dir():
 def add_arguments(parser):
     parser.add_argument("--broker", metavar="HOST:PORT", type=arguments.host_port,
                         help="use this MQTT broker instead of the embedded one")
-    parser.add_argument("--out", default="facewatch-demo.jpg", help="annotated image to write (default %(default)s)")
+    parser.add_argument("--out", default="facewatch-demo.jpg", type=arguments.path,
+                        help="annotated image to write (default %(default)s)")
     parser.add_argument("--loop", action="store_true", help="replay the clip until Ctrl-C")
     parser.add_argument("--threads", type=arguments.non_negative_int, default=0,
                         help="ONNX Runtime threads (default 0: its own choice)")
-    parser.add_argument("--cache-dir", metavar="DIR",
-                        help="engine cache (default: {})".format(user_cache_dir().replace(os.path.expanduser("~"), "~")))
+    parser.add_argument("--cache-dir", metavar="DIR", type=arguments.path,
+                        help="engine cache (default: {})".format(
+                            user_cache_dir().replace(os.path.expanduser("~"), "~")))
 
 
 def check_output_path(path):

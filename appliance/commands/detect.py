@@ -16,9 +16,9 @@ DEFAULT_MIN_SCORE = SCHEMA["detections"]["min_score"].default
 
 
 def add_arguments(parser):
-    parser.add_argument("images", nargs="+", metavar="IMAGE")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", type=arguments.path)
     parser.add_argument("--json", action="store_true", help="print one JSON object per image")
-    parser.add_argument("--annotate", metavar="DIR",
+    parser.add_argument("--annotate", metavar="DIR", type=arguments.path,
                         help="write each image with its detections drawn into DIR (created if missing)")
     parser.add_argument("--backend", default="onnxruntime", choices=["auto", "onnxruntime", "tensorrt"],
                         help="default: %(default)s")

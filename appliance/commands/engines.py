@@ -1,6 +1,8 @@
 """`facewatch engines build [--precision P] [--force]` and `facewatch engines list`."""
 import json
 
+from appliance.commands import arguments
+
 
 def add_arguments(parser):
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
@@ -11,8 +13,8 @@ def add_arguments(parser):
     listing = actions.add_parser("list", help="cache entries, their keys, the active one")
     listing.add_argument("--json", action="store_true")
     for sub in (build, listing):
-        sub.add_argument("--config", metavar="PATH")
-        sub.add_argument("--cache-dir", metavar="DIR", help="default: engine.cache_dir")
+        sub.add_argument("--config", metavar="PATH", type=arguments.path)
+        sub.add_argument("--cache-dir", metavar="DIR", type=arguments.path, help="default: engine.cache_dir")
         sub.add_argument("--backend", choices=["auto", "tensorrt", "onnxruntime"], help="default: engine.backend")
 
 
@@ -59,7 +61,8 @@ def list_engines(args):
     if args.json:
         print(json.dumps({"cache_dir": manager.store.directory, "active": active, "engines": entries}, indent=2))
         return 0
-    print("engine cache {} ({} entr{})".format(manager.store.directory, len(entries), "y" if len(entries) == 1 else "ies"))
+    print("engine cache {} ({} entr{})".format(manager.store.directory, len(entries),
+                                               "y" if len(entries) == 1 else "ies"))
     for entry in entries:
         print(describe_entry(entry, active))
     return 0

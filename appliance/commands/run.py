@@ -5,9 +5,12 @@ SIGTERM and SIGINT only set the stop event; the daemon publishes `stopped` and e
 import signal
 import threading
 
+from appliance.commands import arguments
+
 
 def add_arguments(parser):
-    parser.add_argument("--config", metavar="PATH", help="TOML file (default /etc/facewatch/facewatch.toml, or "
+    parser.add_argument("--config", metavar="PATH", type=arguments.path,
+                        help="TOML file (default /etc/facewatch/facewatch.toml, or "
                         "facewatch.toml in $CONFIGURATION_DIRECTORY); facewatch does not run without one")
 
 

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Run the tests that measure facewatch under faults and write docs/reliability.md from what they recorded.
+
+    python3 scripts/reliability_report.py [--out docs/reliability.md] [pytest args...]
+
+Each test records its figures (tests/figures.py) into a JSON-lines file; this script runs them with
+FACEWATCH_FIGURES pointing there, then renders one table row per fault: what is expected, what was
+measured, and the command that reproduces it. A row whose test did not record anything says so.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RELIABILITY = "tests/test_reliability.py"
+
+# (fault recorded by the test, what is promised, the pytest node that measures it, how to show the figures)
+ROWS = [
+    ("broker clean restart x10, QoS 1", "0 QoS 1 detections lost, counted by `seq` at a subscriber",
+     RELIABILITY + "::test_broker_restarts_lose_no_qos_1_detection[restart]",
+     "{lost} lost of {messages} received over {cycles} restarts"),
+    ("broker SIGKILL x10, QoS 1", "0 QoS 1 detections lost, counted by `seq` at a subscriber",
+     RELIABILITY + "::test_broker_restarts_lose_no_qos_1_detection[sigkill]",
+     "{lost} lost of {messages} received over {cycles} kills"),
+    ("broker down for 120 s", "queue within `mqtt.queue_size`; RSS flat; drops counted = drops seen",
+     RELIABILITY + "::test_a_broker_down_for_minutes_keeps_the_queue_in_its_cap_and_counts_every_drop",
+     "queue cap {queue_cap} held; {detections_dropped_counted} detections counted dropped, "
+     "{detections_missing_at_subscriber} missing at the subscriber; {qos0_telemetry_dropped} QoS 0 telemetry "
+     "dropped while down; RSS +{rss_growth_mb} MB"),
+    ("QoS 0 queue bound with a stalled broker", "QoS 0 bounded too; overflow counted",
+     "tests/test_mqtt_link.py::test_the_outgoing_queue_is_bounded_for_qos_0_and_overflow_is_counted",
+     "at most {queued_max} queued; {dropped} of {published} counted dropped"),
+    ("facewatch SIGKILL x5", "retained `offline` within 1 s",
+     RELIABILITY + "::test_a_killed_facewatch_is_offline_within_a_second", "worst {worst_offline_s} s"),
+    ("facewatch SIGSTOP (keepalive 5 s)", "retained `offline` within 1.5 x keepalive + 1 s, plus up to 5 s "
+     "for mosquitto's keepalive scan (it checks every 5 s: src/keepalive.c)",
+     RELIABILITY + "::test_a_frozen_facewatch_is_offline_within_one_and_a_half_keepalives",
+     "{offline_after_s} s (limit {limit_s} s)"),
+    ("camera dies / hangs / returns x100", "back within 10 s of its return; no hung thread; fds flat",
+     RELIABILITY + "::test_a_camera_that_dies_or_hangs_100_times_comes_back_each_time",
+     "worst {worst_back_s} s; threads {threads_before} -> {threads_after}; fds {fds_before} -> {fds_after}"),
+    ("camera thread raises", "exit 1 naming the thread and cause; retained `offline`",
+     "tests/test_daemon_faults.py::test_a_thread_that_raises_ends_the_daemon_with_exit_1_and_says_why",
+     "exit {exit_code}, `{retained_status}` retained"),
+    ("inference thread raises", "exit 1 naming the thread and cause; retained `offline`",
+     "tests/test_daemon_faults.py::test_a_thread_that_raises_ends_the_daemon_with_exit_1_and_says_why",
+     "exit {exit_code}, `{retained_status}` retained"),
+    ("publish thread raises", "exit 1 naming the thread and cause; retained `offline`",
+     "tests/test_daemon_faults.py::test_a_thread_that_raises_ends_the_daemon_with_exit_1_and_says_why",
+     "exit {exit_code}, `{retained_status}` retained"),
+    ("SIGKILL during builds x30", "0 partial engines vouched for by a sidecar; the next build works",
+     RELIABILITY + "::test_thirty_builds_killed_at_random_moments_never_leave_a_loadable_partial_engine",
+     "{killed} builds killed, {sidecars_checked} sidecars checked, {partial_engines_vouched} partial; next build: "
+     "{next_build}"),
+    ("corrupted engines x100", "100 % caught before loading, then rebuilt",
+     RELIABILITY + "::test_every_corruption_of_a_cached_engine_is_caught", "{caught} of 100 caught; rebuilt: {rebuilt_after}"),
+    ("disk full during a build", "the error says \"no space left on device\"",
+     "tests/test_disk_full.py::test_a_build_on_a_full_disk_says_no_space_left_on_device",
+     "exit {exit_code}: {message}"),
+    ("disk full with a valid cached engine", "the cached engine still serves",
+     "tests/test_disk_full.py::test_a_valid_cached_engine_still_serves_on_a_full_disk",
+     "READY: {ready}; detections: {detections}"),
+    ("hostile configs", "exit 0 or 2, never a traceback; what is accepted builds the daemon",
+     "tests/test_config_fuzz.py", "{accepted} accepted, {refused} refused, {tracebacks} tracebacks"),
+    ("hostile command lines", "an exit code, never a traceback", "tests/test_cli.py",
+     "{examples} generated command lines, {tracebacks} tracebacks"),
+    ("image declaring 30000x30000 pixels", "refused before decoding",
+     "tests/test_images.py::test_a_png_declaring_30000_by_30000_is_refused_before_decoding",
+     "{file_kb} KB file refused; peak RSS {peak_rss_mb} MB"),
+    ("soak 90 s", "RSS, fds and threads flat after warm-up",
+     RELIABILITY + "::test_a_long_run_keeps_memory_descriptors_and_threads_flat",
+     "{frames_per_s} frames/s; RSS +{rss_growth_mb} MB; fds {fds}; threads {threads}"),
+    ("per-device MQTT ACLs", "no device reads or writes another's topics (judged by what is delivered)",
+     RELIABILITY + "::test_per_device_acls_keep_each_device_to_its_own_topics",
+     "{forged_delivered} forged messages delivered; {foreign_messages_read} foreign messages read; "
+     "{own_messages_delivered}+ own delivered"),
+]
+
+
+def run_tests(figures_path, pytest_args):
+    files = sorted({row[2].split("::")[0] for row in ROWS})
+    env = dict(os.environ, FACEWATCH_FIGURES=figures_path)
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"] + files + pytest_args
+    print("running:", " ".join(command), flush=True)
+    return subprocess.call(command, cwd=REPO_ROOT, env=env)
+
+
+def load_figures(path):
+    figures = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                entry = json.loads(line)
+                figures[entry["fault"]] = entry["measured"]
+    return figures
+
+
+def render(figures, status):
+    lines = ["# Reliability: faults, what is promised, what was measured", "",
+             "Made by `python3 scripts/reliability_report.py` on {} ({}, Python {}, {} cores); pytest exit {}.".format(
+                 time.strftime("%Y-%m-%d"), platform.processor() or platform.machine(), platform.python_version(),
+                 os.cpu_count(), status),
+             "Every row is an automated test, run by `bash .ci/run` too (the slow ones marked `slow`); run one",
+             "with `.venv-newest/bin/python -m pytest 'NODE'`. A real mosquitto, real processes and signals,",
+             "a real tmpfs, real files; nothing here ran on a Jetson.", "",
+             "| fault | expected | measured | test |", "|---|---|---|---|"]
+    for fault, expected, node, shape in ROWS:
+        measured = figures.get(fault)
+        text = shape.format(**measured) if measured else "not measured in this run"
+        lines.append("| {} | {} | {} | `{}` |".format(fault, expected, text, node))
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=os.path.join(REPO_ROOT, "docs", "reliability.md"))
+    args, pytest_args = parser.parse_known_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        figures_path = os.path.join(scratch, "figures.jsonl")
+        status = run_tests(figures_path, pytest_args)
+        figures = load_figures(figures_path)
+    with open(args.out, "w") as f:
+        f.write(render(figures, status))
+    print("wrote", args.out)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
