@@ -5,18 +5,25 @@ Supervisor: the first that dies stops the daemon, which publishes `offline` and 
 thread and the cause, so systemd restarts it. A clean stop (SIGTERM) publishes `stopped`.
 """
 import logging
+import os
 import threading
 import time
 
 from appliance import config as configuration
+from appliance import validators
 from appliance.camera import Camera
 from appliance.detections import faces_as_json
 from appliance.errors import Cancelled, FacewatchError
 from appliance.host import open_host_sensors
 from appliance.mqtt import topics as contract
-from appliance.mqtt.link import MqttLink
+from appliance.mqtt.link import MqttLink, correlation_properties
+from appliance.paths import default_state_dir
 from appliance.pipeline import Pipeline
 from appliance.publish_policy import make_policy
+from appliance.rebuild import Rebuilder
+from appliance.remote.dispatcher import Dispatcher, checked_args
+from appliance.remote.envelope import Rejected
+from appliance.remote.replay import ReplayGuard
 from appliance.systemd_notify import Notifier
 from appliance.workers import Supervisor
 
@@ -25,6 +32,7 @@ log = logging.getLogger(__name__)
 # While a first-boot build runs, each heartbeat pushes systemd's start timeout this far ahead.
 BUILD_TIMEOUT_EXTENSION = 30.0
 THREAD_STOP_TIMEOUT = 5.0
+REBUILD_PRECISIONS = ("auto", "int8", "fp16", "fp32")
 
 
 class DaemonFailed(FacewatchError):
@@ -41,6 +49,7 @@ class App:
         self.supervisor = Supervisor(self.stop_event)
         self.started_at = time.monotonic()
         self.mqtt = self.detector = self.camera = self.pipeline = self.host = None
+        self.engine = self.commands = self.rebuilder = None
         self.engine_state = {}
         self.phase = "starting"
         self._host_error = None
@@ -49,6 +58,7 @@ class App:
 
     def start(self):
         self._connect_mqtt()
+        self._listen_for_commands()
         self._open_engine()
         self._start_camera()
         self._start_pipeline()
@@ -101,9 +111,9 @@ class App:
         self._set_phase("checking engine")
         manager = manager_for(self.config, report=self._report_engine, cancel=self.stop_event,
                               heartbeat=self._build_heartbeat)
-        _, self.detector = manager.load(self.config.engine.precision)
+        self.engine, self.detector = manager.load(self.config.engine.precision)
         self._set_phase("warming up")
-        self.detector.detect(_warmup_frame(self.detector))
+        self.detector.warm_up()
 
     def _start_camera(self):
         self.camera = Camera(self.config.camera, self.stop_event)
@@ -112,6 +122,26 @@ class App:
     def _start_pipeline(self):
         self.pipeline = Pipeline(self.camera, self.detector, self._publish_result, self.stop_event,
                                  on_progress=self.notifier.progress).start(self.supervisor)
+        self.rebuilder = Rebuilder(self._engine_manager, self.pipeline, lambda: self.engine, self._served,
+                                   self.config.engine, self.supervisor, self.stop_event)
+
+    def _listen_for_commands(self):
+        """Signed commands on PREFIX/DEVICE/cmd/NAME and PREFIX/all/cmd/NAME, from a table of handlers; from
+        the start, so that `status` answers during a long first-boot build."""
+        settings = self.config.commands
+        key_path = configuration.secret_path(settings.key_file, "command_key")
+        key = configuration.read_secret(key_path, "commands.key_file") if key_path else None
+        state_dir = settings.state_dir or default_state_dir()
+        try:
+            os.makedirs(state_dir, exist_ok=True)
+        except OSError as exc:
+            raise FacewatchError("cannot create the state folder {} for the command replay record: {}; set "
+                                 "commands.state_dir".format(state_dir, exc.strerror or exc))
+        handlers = {"rebuild": self._rebuild_command, "status": self._status_command}
+        self.commands = Dispatcher(self.topics.device, key, settings.allow_unsigned, ReplayGuard(state_dir),
+                                   handlers, self._send_reply, self.stop_event)
+        self.supervisor.start("commands", self.commands.run)
+        self.mqtt.listen(self.commands.submit)
 
     def _open_host_sensors(self):
         self.host = open_host_sensors()
@@ -134,7 +164,7 @@ class App:
         """Wake and join the pipeline and camera threads; the names of any that did not end."""
         if self.camera:
             self.camera.wake()
-        stuck = self.supervisor.join(Pipeline.THREADS + ("camera",), THREAD_STOP_TIMEOUT)
+        stuck = self.supervisor.join(Pipeline.THREADS + ("camera", "commands", "rebuild"), THREAD_STOP_TIMEOUT)
         if stuck:
             log.error("thread(s) %s did not stop within %.0f s", ", ".join(stuck), THREAD_STOP_TIMEOUT)
         return stuck
@@ -180,6 +210,54 @@ class App:
     def _build_heartbeat(self, elapsed):
         self.notifier.extend_timeout(BUILD_TIMEOUT_EXTENSION)
 
+    # --- commands ----------------------------------------------------------------------------------------
+
+    def _rebuild_command(self, command):
+        args = checked_args(command, {"precision": (str, REBUILD_PRECISIONS, self.config.engine.precision),
+                                      "force": (bool, None, False)})
+        if self.rebuilder is None:
+            raise Rejected("facewatch is still starting ({}); order a rebuild once it detects".format(self.phase))
+        self.rebuilder.start(command, args["precision"], args["force"])
+
+    def _status_command(self, command):
+        checked_args(command, {})
+        command.reply("done", status=self.status())
+
+    def status(self):
+        """The telemetry message's content once detecting; before that, the phase and the engine's state."""
+        if self.pipeline is None:
+            return {"phase": self.phase, "engine": self._engine_summary()}
+        return dict(self.telemetry(), phase=self.phase)
+
+    def _engine_manager(self, report):
+        """A manager for a rebuild: its reports go to the engine topic and to the commander."""
+        from appliance.engine.setup import manager_for
+
+        def both(**fields):
+            self._report_engine(**fields)
+            report(**fields)
+        return manager_for(self.config, report=both, cancel=self.stop_event)
+
+    def _served(self, engine, error):
+        """After a rebuild: `engine` serves; an error (the build failed) goes on the engine topic beside it."""
+        self.engine = engine
+        if error:
+            state = dict(self.engine_state, state="ready", phase="ready", progress=1.0, key=engine.name,
+                         precision=engine.precision, error=error)
+            self.engine_state = state
+            self.mqtt.publish(self.topics.engine, state, qos=1, retain=True)
+        self._set_phase("detecting on {}".format(self.camera.name))
+
+    def _send_reply(self, command_id, name, state, ok, error, fields, properties):
+        """On PREFIX/DEVICE/reply, or on the MQTT 5 response topic (with the correlation data) when given."""
+        payload = contract.reply_payload(self.topics.device, command_id, name, state, ok, error, **fields)
+        topic, extra = self.topics.reply, None
+        response = getattr(properties, "ResponseTopic", None) if properties is not None else None
+        if response and validators.topic_prefix(response) is None:
+            topic = response
+            extra = correlation_properties(getattr(properties, "CorrelationData", None))
+        self.mqtt.publish(topic, payload, qos=1, properties=extra)
+
     def _publish_result(self, result):
         for listener in self.listeners:
             listener(result)
@@ -191,10 +269,14 @@ class App:
         self.mqtt.publish(self.topics.detections, payload, qos=self.config.detections.qos)
 
     def telemetry(self):
-        engine = {k: self.engine_state.get(k) for k in ("state", "backend", "precision", "key")}
+        commands = dict(self.commands.stats(), rebuild_running=self.rebuilder.running if self.rebuilder else None)
         return contract.telemetry_payload(
             uptime=time.monotonic() - self.started_at, pipeline=self.pipeline.stats(),
-            camera=self.camera.stats(), engine=engine, mqtt=self.mqtt.stats(), host=self._host_sample())
+            camera=self.camera.stats(), engine=self._engine_summary(), mqtt=self.mqtt.stats(),
+            host=self._host_sample(), commands=commands)
+
+    def _engine_summary(self):
+        return {k: self.engine_state.get(k) for k in ("state", "backend", "precision", "key", "error")}
 
     def _host_sample(self):
         """Host readings; a sensor source that fails is reported in the message, not only logged."""
@@ -213,7 +295,3 @@ class App:
     def publish_telemetry(self):
         self.mqtt.publish(self.topics.telemetry, self.telemetry(), qos=self.config.telemetry.qos)
 
-
-def _warmup_frame(detector):
-    import numpy as np
-    return np.zeros((detector.model.input_height, detector.model.input_width, 3), np.uint8)

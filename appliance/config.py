@@ -87,10 +87,12 @@ SCHEMA = collections.OrderedDict([
         ("cache_dir", field(str, "", check=validators.folder_path)),
         ("threads", field(int, 0, 0, 256)),
         ("workspace_mb", field(int, 256, 16, 65536)),
+        ("rebuild_mode", field(str, "auto", choices=("auto", "hot", "paused"))),
     ])),
     ("commands", collections.OrderedDict([
         ("key_file", field(str, "", check=validators.secret_file)),
         ("allow_unsigned", field(bool, False)),
+        ("state_dir", field(str, "", check=validators.folder_path)),
     ])),
     ("homeassistant", collections.OrderedDict([
         ("discovery", field(bool, False)),

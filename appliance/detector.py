@@ -28,6 +28,11 @@ class Detector:
         tensor, letterbox = self.preprocess(frame)
         return self.postprocess(self.infer(tensor), letterbox)
 
+    def warm_up(self):
+        """One inference on a blank frame, so the first real frame does not pay for lazy initialisation."""
+        import numpy as np
+        self.detect(np.zeros((self.model.input_height, self.model.input_width, 3), np.uint8))
+
     def close(self):
         self.session.close()
 

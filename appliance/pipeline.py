@@ -30,7 +30,10 @@ class Pipeline:
         self.inference_rate = RateMeter()
         self.processed = 0
         self.queue_dropped = 0
+        self.paused_skipped = 0
         self.idle = threading.Event()
+        self._detector_lock = threading.Lock()
+        self._paused = threading.Event()
 
     THREADS = ("inference", "publish")
 
@@ -39,26 +42,43 @@ class Pipeline:
         supervisor.start("publish", self._publish_loop)
         return self
 
+    def swap_detector(self, detector):
+        """Serve with `detector` from the next frame on; returns the one it replaces (no frame is using it)."""
+        with self._detector_lock:
+            previous, self._detector = self._detector, detector
+        return previous
+
+    def pause(self):
+        """Stop inference (frames are skipped, counted by the camera) until resume()."""
+        self._paused.set()
+
+    def resume(self):
+        self._paused.clear()
+
     def _inference_loop(self):
         while not self._stop.is_set():
             frame = self.camera.latest(timeout=0.5)
-            if frame is None:
+            if frame is not None and self._paused.is_set():
+                self.paused_skipped += 1
+            if frame is None or self._paused.is_set():
                 self.idle.set()
                 self._on_progress()
-                if self.camera.finished():
+                if self.camera.finished() or self._paused.is_set():
                     self._stop.wait(0.5)
                 continue
             self.idle.clear()
-            self._results_put(self._process(frame))
+            with self._detector_lock:
+                result = self._process(frame, self._detector)
+            self._results_put(result)
             self._on_progress()
 
-    def _process(self, frame):
+    def _process(self, frame, detector):
         started = time.monotonic()
-        tensor, letterbox = self._detector.preprocess(frame.image)
+        tensor, letterbox = detector.preprocess(frame.image)
         preprocessed = time.monotonic()
-        outputs = self._detector.infer(tensor)
+        outputs = detector.infer(tensor)
         inferred = time.monotonic()
-        detections = self._detector.postprocess(outputs, letterbox)
+        detections = detector.postprocess(outputs, letterbox)
         done = time.monotonic()
         for stage, seconds in (("frame_age", started - frame.captured), ("preprocess", preprocessed - started),
                                ("inference", inferred - preprocessed), ("postprocess", done - inferred)):
@@ -94,6 +114,8 @@ class Pipeline:
         return {
             "fps": {"capture": self.camera.capture_rate.rate(), "inference": self.inference_rate.rate()},
             "latency_ms": self.timings.percentiles(),
-            "dropped_frames": {"camera": self.camera.dropped, "queue": self.queue_dropped},
+            "dropped_frames": {"camera": self.camera.dropped, "queue": self.queue_dropped,
+                               "paused": self.paused_skipped},
             "processed": self.processed,
+            "paused": self._paused.is_set(),
         }

@@ -71,7 +71,7 @@ ROWS = [
      "{examples} generated command lines, {tracebacks} tracebacks"),
     ("image declaring 30000x30000 pixels", "refused before decoding",
      "tests/test_images.py::test_a_png_declaring_30000_by_30000_is_refused_before_decoding",
-     "{file_kb} KB file refused; peak RSS {peak_rss_mb} MB"),
+     "a {file_bytes}-byte file refused; peak RSS of the whole process {peak_rss_mb} MB"),
     ("soak 90 s", "RSS, fds and threads flat after warm-up",
      RELIABILITY + "::test_a_long_run_keeps_memory_descriptors_and_threads_flat",
      "{frames_per_s} frames/s; RSS +{rss_growth_mb} MB; fds {fds}; threads {threads}"),

@@ -61,7 +61,8 @@ class Daemon:
         document = {"camera": camera, "mqtt": {"host": "127.0.0.1", "port": port, "device_id": device,
                                                "reconnect_min": 0.2, "reconnect_max": 1.0, "keepalive": 5},
                     "telemetry": {"interval": 0.5},
-                    "engine": {"backend": "onnxruntime", "cache_dir": str(tmp_path / "engines")}}
+                    "engine": {"backend": "onnxruntime", "cache_dir": str(tmp_path / "engines")},
+                    "commands": {"state_dir": str(tmp_path / "state")}}
         for section, values in sections.items():
             document.setdefault(section, {}).update(values)
         name = name or device

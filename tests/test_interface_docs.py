@@ -15,6 +15,8 @@ from appliance.host import PsutilHost
 from appliance.mqtt import topics as contract
 from appliance.mqtt.link import CONNECTION_LOST, DISCONNECTED, QUEUE_FULL, REFUSED_BY_CLIENT, MqttLink
 from appliance.pipeline import STAGES, Pipeline
+from appliance.remote.dispatcher import Dispatcher
+from appliance.remote.replay import ReplayGuard
 from conftest import REPO_ROOT
 
 CAMERA_STATES = (CONNECTING, STREAMING, STALLED, RECONNECTING, ENDED, FAILED)
@@ -100,19 +102,23 @@ def test_every_engine_and_detections_field_is_documented(doc):
         assert "`{}`".format(field) in section(doc, "detections"), field
 
 
-def test_every_telemetry_field_is_documented(doc, clip):
+def test_every_telemetry_field_is_documented(doc, clip, tmp_path):
     text = section(doc, "telemetry")
     settings = configuration.defaults()
     camera = Camera(settings.camera._replace(source=clip[0]), threading.Event())
     link = MqttLink(settings.mqtt, contract.Topics("facewatch", "doc"))
     pipeline = Pipeline(camera, None, None, threading.Event())
     host = PsutilHost()
+    commands = dict(Dispatcher("doc", None, False, ReplayGuard(str(tmp_path)), {}, None, None).stats(),
+                    rebuild_running=None)
     try:
         payload = contract.telemetry_payload(1.0, pipeline.stats(), camera.stats(), {"state": None, "backend": None,
-                                             "precision": None, "key": None}, link.stats(), host.sample())
+                                             "precision": None, "key": None, "error": None}, link.stats(),
+                                             host.sample(), commands)
     finally:
         link.stop()
     fields = set(payload) | set(payload["camera"]) | set(payload["mqtt"]) | set(payload["host"]) | set(payload["fps"])
+    fields |= set(payload["commands"])
     fields |= set(payload["dropped_frames"]) | set(payload["engine"]) | {"p50", "p90", "p99", "n"}
     fields |= set(STAGES) | {DISCONNECTED, QUEUE_FULL, CONNECTION_LOST, REFUSED_BY_CLIENT}
     for field in sorted(fields):

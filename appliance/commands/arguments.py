@@ -34,13 +34,43 @@ def bounded_int(low, high):
 
 
 def score(text):
+    value = finite_number(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1, got {}".format(text))
+    return value
+
+
+def positive_seconds(text):
+    value = finite_number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds, got {}".format(text))
+    return value
+
+
+def finite_number(text):
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError("not a number: {!r}".format(text))
-    if not math.isfinite(value) or not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError("must be between 0 and 1, got {}".format(text))
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError("must be a finite number, got {}".format(text))
     return value
+
+
+def checked_by(validator):
+    """An argparse type from a configuration validator (None when fine, else what is wrong)."""
+    def parse(text):
+        problem = validator(text)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return text
+    return parse
+
+
+host_name = checked_by(validators.host)
+topic_prefix = checked_by(validators.topic_prefix)
+device_or_all = checked_by(lambda text: None if text == "all" else
+                           ("is empty" if not text else validators.device_id(text)))
 
 
 def host_port(text):

@@ -50,6 +50,7 @@ def run(args):
     from appliance.mini_broker import MiniBroker
 
     check_output_path(args.out)
+    cache_dir = os.path.abspath(args.cache_dir or user_cache_dir())
     clip_dir = find_media_dir("demo")
     broker = None
     if args.broker:
@@ -61,8 +62,8 @@ def run(args):
         "camera": {"source": os.path.join(clip_dir, "clip.avi"), "loop": args.loop, "realtime": args.loop},
         "mqtt": {"host": host, "port": int(port), "device_id": DEMO_DEVICE, "protocol": "3.1.1"},
         "telemetry": {"interval": 1.0},
-        "engine": {"backend": "onnxruntime", "threads": args.threads,
-                   "cache_dir": os.path.abspath(args.cache_dir or user_cache_dir())},
+        "engine": {"backend": "onnxruntime", "threads": args.threads, "cache_dir": cache_dir},
+        "commands": {"state_dir": os.path.dirname(cache_dir)},
     }, path=None)
     print("facewatch demo: clip {}, broker {}:{}{}".format(
         os.path.join(clip_dir, "clip.avi"), host, port, "" if args.broker else " (embedded)"))

@@ -2,7 +2,6 @@
 import collections
 import hashlib
 import json
-import os
 
 NV_TEGRA_RELEASE = "/etc/nv_tegra_release"
 
@@ -45,13 +44,3 @@ def key_digest(inputs):
 def engine_name(inputs):
     """File stem: readable prefix, exact digest: retinaface_mnet025-fp32-onnxruntime-<digest>."""
     return "{}-{}-{}-{}".format(inputs["model"], inputs["precision"], inputs["backend"], key_digest(inputs))
-
-
-def default_cache_dir():
-    """$STATE_DIRECTORY/engines under systemd; /var/lib/facewatch/engines for root; else the user cache."""
-    state = os.environ.get("STATE_DIRECTORY")
-    if state:
-        return os.path.join(state.split(":")[0], "engines")
-    if os.geteuid() == 0:
-        return "/var/lib/facewatch/engines"
-    return os.path.join(os.path.expanduser("~"), ".cache", "facewatch", "engines")

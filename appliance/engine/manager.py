@@ -73,10 +73,10 @@ class EngineManager:
                     log.warning("engine: %s", reason)
                     precision = lower
 
-    def load(self, requested="auto", strict=False):
+    def load(self, requested="auto", force=False, strict=False):
         """(Engine, Detector) ready to serve. A cached engine that passes its checks but does not load is
         discarded and rebuilt once; if that one does not load either, EngineFailed."""
-        engine = self.ensure(requested, strict=strict)
+        engine = self.ensure(requested, force=force, strict=strict)
         try:
             return engine, self.open_detector(engine)
         except EngineFailed as exc:

@@ -1,9 +1,9 @@
 """An EngineManager from the configuration."""
 from appliance.backends import resolve_backend
-from appliance.engine.key import default_cache_dir
 from appliance.engine.manager import EngineManager
 from appliance.manifest import load_model
 from appliance.models import load_family
+from appliance.paths import default_cache_dir
 
 
 def manager_for(config, backend=None, cache_dir=None, report=None, cancel=None, heartbeat=None):

@@ -58,14 +58,15 @@ def reason_value(reason):
     return reason.value if hasattr(reason, "value") else int(reason)
 
 
-OutgoingMessage = collections.namedtuple("OutgoingMessage", "topic data qos retain")
+OutgoingMessage = collections.namedtuple("OutgoingMessage", "topic data qos retain properties")
 
 
 class MqttLink:
-    def __init__(self, settings, topics, password=None, on_command=None, on_state=None):
+    def __init__(self, settings, topics, password=None, on_state=None):
         self.settings = settings
         self.topics = topics
-        self._on_command = on_command
+        self._on_command = None
+        self._subscribe_wanted = False
         self._on_state = on_state or (lambda: None)
         self._lock = threading.Lock()
         self._outbox = collections.deque()
@@ -109,8 +110,17 @@ class MqttLink:
         self._worker = supervisor.start("mqtt", self._run)
         return self
 
-    def publish(self, topic, payload, qos=0, retain=False):
-        """Queue a message for the network thread; False (and counted as dropped) if it cannot be sent."""
+    def listen(self, on_command):
+        """Subscribe to this device's and every device's command topics (now, and on every connect);
+        on_command(target, name, payload, properties) is called on the network thread, target being the
+        device id or "all"."""
+        self._on_command = on_command
+        self._subscribe_wanted = True
+        self._wake()
+
+    def publish(self, topic, payload, qos=0, retain=False, properties=None):
+        """Queue a message for the network thread; False (and counted as dropped) if it cannot be sent.
+        `properties` (paho Properties) go out only on an MQTT 5 connection."""
         data = payload if isinstance(payload, (bytes, str)) else contract.encode(payload)
         with self._lock:
             if retain:
@@ -121,7 +131,7 @@ class MqttLink:
             if len(self._outbox) + len(self._pending) >= self.settings.queue_size:
                 self.dropped[QUEUE_FULL] += 1
                 return False
-            self._outbox.append(OutgoingMessage(topic, data, qos, retain))
+            self._outbox.append(OutgoingMessage(topic, data, qos, retain, properties))
         self._wake()
         return True
 
@@ -209,6 +219,8 @@ class MqttLink:
                 self._client.disconnect()
                 return
             if self.connected.is_set():
+                if self._subscribe_wanted:
+                    self._subscribe_commands(self._client)
                 self._drain_outbox()
             self._pump(sock, TICK)
 
@@ -238,7 +250,8 @@ class MqttLink:
 
     def _send(self, message):
         self._inline_confirmed.clear()
-        info = self._client.publish(message.topic, message.data, qos=message.qos, retain=message.retain)
+        extra = {"properties": message.properties} if message.properties and self.settings.protocol == "5" else {}
+        info = self._client.publish(message.topic, message.data, qos=message.qos, retain=message.retain, **extra)
         with self._lock:
             if info.rc == paho.MQTT_ERR_SUCCESS or (message.qos > 0 and info.rc == paho.MQTT_ERR_NO_CONN):
                 if info.mid in self._inline_confirmed:   # on_publish ran inside publish()
@@ -293,7 +306,7 @@ class MqttLink:
             if topic != self.topics.status:
                 client.publish(topic, data, qos=qos, retain=True)
         if self._on_command:
-            client.subscribe([(pattern, 1) for pattern in self.topics.commands])
+            self._subscribe_commands(client)
         self.connected.set()
         log.info("mqtt: connected to %s:%s", self.settings.host, self.settings.port)
         self._on_state()
@@ -349,14 +362,29 @@ class MqttLink:
             else:
                 self._inline_confirmed.add(mid)
 
+    def _subscribe_commands(self, client):
+        self._subscribe_wanted = False
+        client.subscribe([(pattern, 1) for pattern in self.topics.commands])
+
     def _on_message(self, client, userdata, message):
-        name = self.topics.command_name(message.topic)
-        if name is not None and self._on_command:
-            self._on_command(name, message.payload, getattr(message, "properties", None))
+        target = self.topics.command_target(message.topic)
+        if target is not None and self._on_command:
+            self._on_command(target[0], target[1], message.payload, getattr(message, "properties", None))
 
     def _set_problem(self, text):
         self._problem = text
         self._on_state()
+
+
+def correlation_properties(correlation_data):
+    """PUBLISH properties carrying MQTT 5 correlation data, or None when there is none to carry."""
+    if correlation_data is None:
+        return None
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.CorrelationData = correlation_data
+    return properties
 
 
 def confirmed(info):

@@ -4,6 +4,7 @@ import time
 
 SCHEMA_VERSION = 1
 
+ALL_DEVICES = "all"
 ONLINE = "online"
 OFFLINE = "offline"
 STOPPED = "stopped"
@@ -19,14 +20,14 @@ class Topics:
         self.detections = base + "/detections"
         self.telemetry = base + "/telemetry"
         self.reply = base + "/reply"
-        self.commands = (base + "/cmd/+", "{}/all/cmd/+".format(prefix))
+        self.commands = (base + "/cmd/+", "{}/{}/cmd/+".format(prefix, ALL_DEVICES))
 
-    def command_name(self, topic):
-        """`rebuild` for PREFIX/DEVICE/cmd/rebuild or PREFIX/all/cmd/rebuild; None for others."""
-        for pattern in self.commands:
+    def command_target(self, topic):
+        """(DEVICE or "all", NAME) for PREFIX/DEVICE/cmd/NAME or PREFIX/all/cmd/NAME; None for others."""
+        for target, pattern in zip((self.device, ALL_DEVICES), self.commands):
             head = pattern[:-1]
-            if topic.startswith(head) and "/" not in topic[len(head):]:
-                return topic[len(head):]
+            if topic.startswith(head) and topic[len(head):] and "/" not in topic[len(head):]:
+                return target, topic[len(head):]
         return None
 
 
@@ -56,8 +57,22 @@ def engine_payload(**fields):
     return payload
 
 
-def telemetry_payload(uptime, pipeline, camera, engine, mqtt, host):
+REPLY_STATES = ("accepted", "progress", "done", "failed", "rejected")
+
+
+def reply_payload(device, command_id, command, state, ok, error=None, **fields):
+    """A reply to a command: its id (None when the payload had none), what it was, and how it stands."""
+    if state not in REPLY_STATES:
+        raise ValueError("not a reply state: {!r}".format(state))
+    payload = {"ts": round(time.time(), 3), "device": device, "id": command_id, "command": command,
+               "state": state, "ok": ok, "error": error}
+    payload.update(fields)
+    return payload
+
+
+def telemetry_payload(uptime, pipeline, camera, engine, mqtt, host, commands):
     return {"ts": round(time.time(), 3), "uptime": round(uptime, 1), "fps": pipeline["fps"],
             "latency_ms": pipeline["latency_ms"], "dropped_frames": pipeline["dropped_frames"],
-            "camera": camera, "engine": engine, "mqtt": mqtt, "host": host}
+            "inference_paused": pipeline["paused"], "camera": camera, "engine": engine, "mqtt": mqtt,
+            "commands": commands, "host": host}
 

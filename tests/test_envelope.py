@@ -1,0 +1,85 @@
+import json
+import os
+import re
+
+import pytest
+
+from appliance.remote import envelope
+from appliance.remote.envelope import Rejected
+from conftest import REPO_ROOT
+
+KEY = b"correct horse battery staple"
+NOW = 1795320000
+
+
+def command(**changes):
+    document = {"v": 1, "id": "7d0c9a3e-0001", "command": "rebuild", "device": "cam1", "ts": NOW,
+                "args": {"precision": "fp16", "force": True}}
+    document.update(changes)
+    return document
+
+
+def test_the_worked_example_of_docs_commands_md_is_what_the_code_signs():
+    with open(os.path.join(REPO_ROOT, "docs", "commands.md"), encoding="utf-8") as f:
+        doc = f.read()
+    canonical = re.search(r"```\n(\{\"args\".*\})\n```", doc).group(1)
+    expected = re.search(r"SHA2-256\(stdin\)= ([0-9a-f]{64})", doc).group(1)
+    assert envelope.canonical(command()).decode("utf-8") == canonical
+    assert envelope.sign(command(), KEY)["sig"] == expected
+
+
+def test_a_signed_command_verifies():
+    envelope.verify(envelope.sign(command(), KEY), KEY, "rebuild", "cam1", NOW + 30)
+    envelope.verify(envelope.sign(command(device="all"), KEY), KEY, "rebuild", "cam1", NOW)
+
+
+@pytest.mark.parametrize("signed, topic_command, now, reason", [
+    (command(), "rebuild", NOW, "missing signature"),
+    (dict(envelope.sign(command(), b"another key")), "rebuild", NOW, "bad signature"),
+    (dict(envelope.sign(command(), KEY), args={"precision": "int8", "force": True}), "rebuild", NOW, "bad signature"),
+    (dict(envelope.sign(command(), KEY), sig="00"), "rebuild", NOW, "bad signature"),
+    (dict(envelope.sign(command(), KEY), sig="é"), "rebuild", NOW, "bad signature"),
+    (envelope.sign(command(command="status"), KEY), "rebuild", NOW, "for 'status' but was sent to the 'rebuild'"),
+    (envelope.sign(command(device="cam2"), KEY), "rebuild", NOW, "for device 'cam2', not 'cam1'"),
+    (envelope.sign(command(), KEY), "rebuild", NOW + 61, "ts is 61 s from this device's clock"),
+    (envelope.sign(command(), KEY), "rebuild", NOW - 61, "ts is -61 s"),
+])
+def test_what_verify_refuses(signed, topic_command, now, reason):
+    with pytest.raises(Rejected, match=re.escape(reason)) as error:
+        envelope.verify(signed, KEY, topic_command, "cam1", now)
+    assert error.value.command_id == "7d0c9a3e-0001"
+
+
+def test_without_a_key_no_signature_is_needed():
+    envelope.verify(command(), None, "rebuild", "cam1", NOW)
+
+
+@pytest.mark.parametrize("payload, reason", [
+    (b"x" * 4097, "payload of 4097 bytes; at most 4096"),
+    (b"{not json", "malformed JSON"),
+    (b"\xff\xfe", "malformed JSON"),
+    (b"[1, 2]", "must be a JSON object"),
+    (b'{"v": 1, "id": "a", "command": "status", "device": "cam1", "ts": NaN}', "malformed JSON"),
+    (json.dumps(command(extra=1)).encode(), "unknown field(s): extra"),
+    (json.dumps(command(v=2)).encode(), "v must be 1"),
+    (json.dumps(command(v=True)).encode(), "v must be 1"),
+    (json.dumps(command(id="")).encode(), "id must be"),
+    (json.dumps(command(id="x" * 129)).encode(), "id must be"),
+    (json.dumps(command(id=5)).encode(), "id must be"),
+    (json.dumps(command(command=None)).encode(), "command must be a non-empty string"),
+    (json.dumps(command(device="")).encode(), "device must be a non-empty string"),
+    (json.dumps(command(ts="now")).encode(), "ts must be a number"),
+    (json.dumps(command(ts=True)).encode(), "ts must be a number"),
+    (json.dumps(command(args=[1])).encode(), "args must be an object"),
+    (json.dumps(dict(command(), sig=5)).encode(), "sig must be a hex string"),
+    (b"[" * 2000 + b"]" * 2000, "malformed JSON"),
+])
+def test_what_parse_refuses_before_any_check(payload, reason):
+    with pytest.raises(Rejected, match=re.escape(reason)):
+        envelope.parse(payload)
+
+
+def test_a_rejection_keeps_the_commands_id_when_it_has_one():
+    with pytest.raises(Rejected) as error:
+        envelope.parse(json.dumps(command(ts="soon")).encode())
+    assert error.value.command_id == "7d0c9a3e-0001"
