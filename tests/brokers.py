@@ -113,7 +113,7 @@ class Recorder:
 
     def _on_message(self, client, userdata, message):
         with self._lock:
-            self.messages.append((message.topic, message.payload.decode("utf-8"), bool(message.retain)))
+            self.messages.append((message.topic, message.payload.decode("utf-8", "replace"), bool(message.retain)))
 
     def on(self, suffix):
         with self._lock:

@@ -289,3 +289,42 @@ def test_ctl_speaks_mqtt_3_1_1_too_and_shows_a_rebuilds_progress(mosquitto, daem
     assert result.returncode == 0, result.stderr
     assert "rebuild accepted: FP32 hot" in result.stdout and "rebuild done: FP32 engine" in result.stdout
     assert "acceptance" in result.stderr  # the progress, phase by phase
+
+
+def test_ten_thousand_malformed_payloads_through_the_broker_crash_nothing(mosquitto, daemon_factory, clip, key_file):
+    import random
+    recorder = Recorder(mosquitto.port, PREFIX + "/#")
+    daemon = start(daemon_factory, mosquitto.port, clip, key_file)
+    wait_until(lambda: len(recorder.on("detections")) >= 5, 60, message="detections")
+    sender = client(mosquitto.port)
+    randomness = random.Random(7)
+    for index in range(10000):
+        data = bytes(randomness.getrandbits(8) for _ in range(randomness.randrange(0, 200)))
+        sender.publish("facewatch/{}/cmd/{}".format(randomness.choice(["testcam", "all"]),
+                                                     randomness.choice(["rebuild", "status", "x"])), data, qos=0)
+    seen = len(recorder.on("detections"))
+    wait_until(lambda: len(recorder.on("detections")) > seen + 10, 30, message="detections after the flood")
+    counted = wait_until(lambda: [t["commands"] for t in recorder.json_on("telemetry")
+                                  if t["commands"]["rejected"] + t["commands"]["rate_limited"] >= 10000], 60,
+                         message="every payload counted")[-1]
+    record("malformed commands x10000 through the broker", crashes=0, rejected=counted["rejected"],
+           rate_limited=counted["rate_limited"], daemon_running=daemon.process.poll() is None)
+    assert daemon.process.poll() is None and counted["accepted"] == 0
+
+
+def test_ctl_watch_follows_the_fleet_until_interrupted(mosquitto, daemon_factory, clip, key_file):
+    import subprocess
+    import sys
+    start(daemon_factory, mosquitto.port, clip, key_file, telemetry={"interval": 0.5})
+    watch = subprocess.Popen([sys.executable, "-m", "appliance", "ctl", "--host", "127.0.0.1", "--port",
+                              str(mosquitto.port), "watch", "all"], stdout=subprocess.PIPE, universal_newlines=True)
+    try:
+        lines = []
+        while not any(" telemetry " not in line and "testcam engine ready" in line for line in lines) or \
+                not any("testcam engine" in line and "inference" in line for line in lines):
+            lines.append(watch.stdout.readline())
+            assert len(lines) < 500, lines[-5:]
+        assert any("testcam status online" in line for line in lines)
+    finally:
+        watch.send_signal(signal.SIGINT)
+        assert watch.wait(10) == 0
