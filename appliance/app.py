@@ -86,11 +86,30 @@ class App:
                 self._serve(until)
             except Cancelled as exc:
                 log.info("%s", exc)
+                if self.engine_state.get("state") == "building":
+                    self._publish_engine_state(state="failed", error="stopped before the build finished")
+            except FacewatchError as exc:
+                self._report_failure(str(exc))
+                raise
             clean = self.supervisor.failure is None
+            if not clean:
+                self._report_failure(self.supervisor.failure)
         finally:
             self.stop(contract.STOPPED if clean else contract.OFFLINE)
         if self.supervisor.failure:
             raise DaemonFailed(self.supervisor.failure)
+
+    def _report_failure(self, error):
+        """Why facewatch stops, where an operator looks: STATUS= and, when the engine never served, the
+        retained engine topic (which would otherwise keep its last state)."""
+        self.notifier.status("failed: {}".format(error))
+        if self.engine_state.get("state") != "ready":
+            self._publish_engine_state(state="failed", error=error)
+
+    def _publish_engine_state(self, **fields):
+        if self.mqtt:
+            self.engine_state = dict(self.engine_state or contract.engine_payload(), phase=self.phase, **fields)
+            self.mqtt.publish(self.topics.engine, self.engine_state, qos=1, retain=True)
 
     def source_exhausted(self):
         """A file source without loop has ended and every frame of it was processed."""
@@ -100,8 +119,7 @@ class App:
 
     def _connect_mqtt(self):
         settings = self.config.mqtt
-        password_path = configuration.secret_path(settings.password_file, "mqtt_password")
-        password = configuration.read_secret(password_path, "mqtt.password_file") if password_path else None
+        password = configuration.secret(settings.password_file, "mqtt.password_file", "mqtt_password")
         self.mqtt = MqttLink(settings, self.topics, password, on_state=self._refresh_status)
         self.mqtt.start(self.supervisor)
 
@@ -116,7 +134,7 @@ class App:
         self.detector.warm_up()
 
     def _start_camera(self):
-        self.camera = Camera(self.config.camera, self.stop_event)
+        self.camera = Camera(self.config.camera, self.stop_event, on_state=self._refresh_status)
         self.supervisor.start("camera", self.camera.run, may_end=True)
 
     def _start_pipeline(self):
@@ -129,8 +147,7 @@ class App:
         """Signed commands on PREFIX/DEVICE/cmd/NAME and PREFIX/all/cmd/NAME, from a table of handlers; from
         the start, so that `status` answers during a long first-boot build."""
         settings = self.config.commands
-        key_path = configuration.secret_path(settings.key_file, "command_key")
-        key = configuration.read_secret(key_path, "commands.key_file") if key_path else None
+        key = configuration.secret(settings.key_file, "commands.key_file", "command_key")
         state_dir = settings.state_dir or default_state_dir()
         try:
             os.makedirs(state_dir, exist_ok=True)
@@ -196,8 +213,15 @@ class App:
         self.notifier.status(self._status_line())
 
     def _status_line(self):
-        problem = self.mqtt.problem() if self.mqtt else ""
-        return "{}; MQTT: {}".format(self.phase, problem) if problem else self.phase
+        """The phase, then what is wrong with the camera and the broker link, if anything."""
+        parts = [self.phase]
+        camera = self.camera.problem() if self.camera else ""
+        if camera:
+            parts.append("camera: " + camera)
+        mqtt = self.mqtt.problem() if self.mqtt else ""
+        if mqtt:
+            parts.append("MQTT: " + mqtt)
+        return "; ".join(parts)
 
     def _report_engine(self, **fields):
         self.engine_state = contract.engine_payload(**fields)
@@ -241,12 +265,10 @@ class App:
     def _served(self, engine, error):
         """After a rebuild: `engine` serves; an error (the build failed) goes on the engine topic beside it."""
         self.engine = engine
-        if error:
-            state = dict(self.engine_state, state="ready", phase="ready", progress=1.0, key=engine.name,
-                         precision=engine.precision, error=error)
-            self.engine_state = state
-            self.mqtt.publish(self.topics.engine, state, qos=1, retain=True)
         self._set_phase("detecting on {}".format(self.camera.name))
+        if error:
+            self._publish_engine_state(state="ready", progress=1.0, key=engine.name, precision=engine.precision,
+                                       error=error)
 
     def _send_reply(self, command_id, name, state, ok, error, fields, properties):
         """On PREFIX/DEVICE/reply, or on the MQTT 5 response topic (with the correlation data) when given."""

@@ -87,8 +87,10 @@ def apply_v4l2_settings(capture, settings):
 class Camera:
     """Grabs frames in run() (a supervised thread); latest() hands out only the newest one."""
 
-    def __init__(self, settings, stop_event):
+    def __init__(self, settings, stop_event, on_state=None):
+        """on_state() is called (on the camera thread) whenever the state or its error changes."""
         self.settings = settings
+        self._on_state = on_state or (lambda: None)
         try:
             self.spec = parse_source(settings.source, settings.width, settings.height, settings.fps)
         except SourceError as exc:
@@ -163,14 +165,20 @@ class Camera:
                 delay = min(delay * 2, self.settings.reconnect_max)
                 self.reconnects += 1
                 continue
-            self._set_state(STREAMING, "")
-            log.info("camera: streaming from %s", self.name)
             try:
                 outcome, delivered = self._stream(capture)
             finally:
                 capture.release()
             if delivered:
                 delay = self.settings.reconnect_min
+            elif outcome == ENDED:
+                # Opened, yet not one frame: an empty or damaged file. A failed open, not a loop to spin.
+                self._set_state(RECONNECTING, "{}: opened, but no frame could be decoded".format(self.name))
+                log.warning("camera: %s; retrying in %.1f s", self.error, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.settings.reconnect_max)
+                self.reconnects += 1
+                continue
             if outcome == ENDED:
                 if not self.settings.loop:
                     self._set_state(ENDED, "the file ended")
@@ -215,6 +223,9 @@ class Camera:
         return "stopped", delivered
 
     def _publish(self, image, now):
+        if self.state != STREAMING:
+            self._set_state(STREAMING, "")
+            log.info("camera: streaming from %s", self.name)
         frame = Frame(image, self._next_index, now, time.time())
         self._next_index += 1
         with self._condition:
@@ -232,8 +243,17 @@ class Camera:
                 self._condition.wait(0.5)
 
     def _set_state(self, state, error):
+        changed = (state, error) != (self.state, self.error)
         self.state = state
         self.error = error
+        if changed:
+            self._on_state()
+
+    def problem(self):
+        """What is wrong with the camera, in words, or '' while it streams (or a file has ended)."""
+        if self.state in (STREAMING, ENDED):
+            return ""
+        return "{}{}".format(self.state, ": " + self.error if self.error else "")
 
 
 def file_fps(capture):

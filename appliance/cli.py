@@ -2,6 +2,7 @@
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from appliance import __version__
@@ -39,6 +40,45 @@ def available_commands():
     return found
 
 
+class OutputFailed(FacewatchError):
+    """Standard output refuses what the command writes (a full disk, /dev/full): a runtime failure."""
+
+
+class GuardedOutput:
+    """Standard output whose write errors end the command with a plain message (exit 1); a reader that
+    left (EPIPE, `| head`) ends it silently. Either way the descriptor is then pointed at /dev/null, so the
+    interpreter's own final flush does not fail again."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            self._fail(exc)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            self._fail(exc)
+
+    def _fail(self, exc):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):  # not a file descriptor (a test's StringIO)
+            pass
+        if isinstance(exc, BrokenPipeError):
+            raise exc
+        raise OutputFailed("cannot write to standard output: {}".format(exc.strerror or exc))
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def build_parser():
     parser = _Parser(prog="facewatch", description="Face detection appliance for NVIDIA Jetson and Linux.")
     parser.add_argument("--version", action="version", version="facewatch " + __version__)
@@ -59,8 +99,21 @@ def main(argv=None):
         return EXIT_USAGE
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    original = sys.stdout
+    if original is not None:
+        sys.stdout = GuardedOutput(original)
     try:
-        return args.handler(args)
+        return run_guarded(args)
+    finally:
+        sys.stdout = original
+
+
+def run_guarded(args):
+    """The command, with every way it can end turned into an exit code and one clear line."""
+    try:
+        code = args.handler(args)
+        sys.stdout.flush()
+        return code
     except FacewatchError as exc:
         print("facewatch {}: {}".format(args.command, exc), file=sys.stderr)
         return exc.exit_code

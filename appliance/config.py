@@ -121,6 +121,9 @@ def load(path=None, required=False):
         text = files.read_text_file(path, MAX_CONFIG_BYTES)
     except files.FileRefused as exc:
         raise ConfigError(str(exc) + missing_file_hint(path))
+    if text.startswith("\ufeff"):
+        raise ConfigError("{}: starts with a byte-order mark (U+FEFF), which TOML does not allow; save it as UTF-8 "
+                          "without BOM".format(path))
     return build(parse_toml(path, text), path)
 
 
@@ -206,7 +209,7 @@ def check_value(value, spec):
             return "is {} characters long; at most {}".format(len(value), MAX_STRING)
         control = validators.control_characters(value)
         if control:
-            return "contains the control character {}".format(control)
+            return "contains {}".format(control)
     return spec.check(value) if spec.check else None
 
 
@@ -247,9 +250,10 @@ def check_relations(sections):
     if mqtt.password_file and not mqtt.username:
         errors.append("mqtt.password_file: a password needs mqtt.username")
     device = effective_device_id(mqtt)
-    problem = validators.device_id(device)
-    if problem:
-        errors.append("mqtt.device_id: empty, so the host name {!r} is used, which {}".format(device, problem))
+    problem = validators.device_id(device) if device else "is empty"
+    if problem and not mqtt.device_id:
+        errors.append("mqtt.device_id: empty, so the host name {!r} is used, which {}; set mqtt.device_id".format(
+            device, problem))
     topic = "{}/{}{}".format(mqtt.prefix, device, LONGEST_TOPIC_SUFFIX)
     problem = validators.topic_length(topic) or validators.topic_length(
         sections["homeassistant"].prefix + LONGEST_DISCOVERY_SUFFIX.format(device))
@@ -271,7 +275,7 @@ def secret_path(configured, credential_name):
     if configured:
         return configured
     credentials = os.environ.get("CREDENTIALS_DIRECTORY")
-    if credentials and os.path.isfile(os.path.join(credentials, credential_name)):
+    if credentials and os.path.lexists(os.path.join(credentials, credential_name)):
         return os.path.join(credentials, credential_name)
     return ""
 
@@ -282,3 +286,12 @@ def read_secret(path, key):
         return validators.read_secret(path)
     except files.FileRefused as exc:
         raise ConfigError("{}: {}".format(key, exc))
+
+
+def secret(configured, key, credential_name):
+    """The secret of config key `key` (a file), else of the systemd credential; None if neither is set.
+    ConfigError names whichever was used."""
+    path = secret_path(configured, credential_name)
+    if not path:
+        return None
+    return read_secret(path, key if configured else "the systemd credential {}".format(credential_name))

@@ -60,6 +60,13 @@ def os_reason(path, exc):
     return "{}: {}".format(path, exc.strerror or exc)
 
 
+def write_bytes(path, data):
+    """Write a user's output file (an image, a table): never over a folder or a device; OSError says why."""
+    check_replaceable(path)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
 def read_regular_file(path, max_bytes):
     """The bytes of regular file `path`, at most `max_bytes` of them, or FileRefused."""
     fd = _open_regular(path)
@@ -110,8 +117,20 @@ def fsync_directory(directory):
         os.close(fd)
 
 
+def check_replaceable(path):
+    """OSError unless `path` is absent or a regular file: a folder, a device, a FIFO or a socket is never
+    replaced by a write (as root, a write over /dev/full would swap the device node for a file)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        raise OSError(errno.EEXIST, "is {}, not a file: not replaced".format(_describe_kind(mode)), path)
+
+
 def atomic_write_bytes(path, data):
     """Replace `path` with `data` so that a crash leaves the old or the new content, never a mix."""
+    check_replaceable(path)
     directory = os.path.dirname(path) or "."
     fd, temp = tempfile.mkstemp(prefix=os.path.basename(path) + TEMP_MARK, dir=directory)
     try:

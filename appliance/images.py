@@ -5,13 +5,15 @@ Pillow, without decoding) declares at most MAX_IMAGE_PIXELS: a small file declar
 would otherwise make OpenCV allocate gigabytes.
 """
 import io
+import os
+import re
 import warnings
 
 import cv2
 import numpy as np
 
 from appliance import files
-from appliance.errors import UsageError
+from appliance.errors import FacewatchError, UsageError
 
 BOX_COLOR = (0, 255, 0)
 LANDMARK_COLORS = ((0, 0, 255), (0, 255, 255), (255, 0, 255), (0, 255, 0), (255, 0, 0))
@@ -21,8 +23,15 @@ MAX_IMAGE_BYTES = 64 << 20
 MAX_IMAGE_PIXELS = 64000000
 
 
+WRITABLE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
 class ImageError(UsageError):
     pass
+
+
+class ImageWriteFailed(FacewatchError):
+    """An annotated image that could not be written (a full disk...): a runtime failure, exit 1."""
 
 
 def read_image(path):
@@ -51,9 +60,11 @@ def declared_size(path, data):
         try:
             with Image.open(io.BytesIO(data)) as header:
                 return header.size
-        except Image.DecompressionBombError:
-            raise ImageError("{}: declares more than {:.0f} megapixels; the limit is {:.0f}".format(
-                path, 2 * Image.MAX_IMAGE_PIXELS / 1e6, MAX_IMAGE_PIXELS / 1e6))
+        except Image.DecompressionBombError as exc:
+            declared = re.search(r"\((\d+) pixels\)", str(exc))
+            raise ImageError("{}: declares {} megapixels; the limit is {:.0f}".format(
+                path, "{:.0f}".format(int(declared.group(1)) / 1e6) if declared else "more than {:.0f}".format(
+                    2 * Image.MAX_IMAGE_PIXELS / 1e6), MAX_IMAGE_PIXELS / 1e6))
         except Exception:  # Pillow raises many kinds for what is not an image; all mean the same here
             raise ImageError("{}: not an image (no known image format; {} bytes)".format(path, len(data)))
 
@@ -72,6 +83,27 @@ def annotate(image, detections):
     return canvas
 
 
+def check_image_destination(path, option):
+    """UsageError unless an image can be written at `path`: a known extension, in a writable folder,
+    not over a folder or a device."""
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in WRITABLE_EXTENSIONS:
+        raise UsageError("{} {}: name an image file ending in {}".format(option, path, ", ".join(WRITABLE_EXTENSIONS)))
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise UsageError("{} {}: cannot write into {}".format(option, path, folder))
+    try:
+        files.check_replaceable(path)
+    except OSError as exc:
+        raise UsageError("{} {}".format(option, files.os_reason(path, exc)))
+
+
 def write_image(path, image):
-    if not cv2.imwrite(path, image):
-        raise ImageError("{}: cannot write the image".format(path))
+    """Encode in memory and write with Python's own file I/O (OpenCV's binding crashes on non-UTF-8 names)."""
+    ok, encoded = cv2.imencode(os.path.splitext(path)[1].lower() or ".jpg", image)
+    if not ok:
+        raise ImageWriteFailed("{}: OpenCV cannot encode an image of this kind".format(path))
+    try:
+        files.write_bytes(path, encoded.tobytes())
+    except OSError as exc:
+        raise ImageWriteFailed("cannot write {}".format(files.os_reason(path, exc)))

@@ -74,7 +74,7 @@ class _Session:
                     clean = True
                     break
                 self._handle(kind, flags, body)
-        except (OSError, ValueError, struct.error) as exc:
+        except (OSError, ValueError, IndexError, UnicodeDecodeError, struct.error) as exc:
             log.debug("demo broker: client dropped: %s", exc)
         finally:
             self.broker.remove(self)

@@ -74,6 +74,7 @@ class Rebuilder:
             command.reply("done", precision=engine.precision, requested_precision=precision, key=engine.name,
                           built=engine.built_now, fallback_reason=engine.fallback_reason)
         except Cancelled:
+            self._on_served(self._serving(), "rebuild {} stopped: facewatch stopped".format(command.id))
             command.reply("failed", ok=False, error="stopped: facewatch is stopping")
         except FacewatchError as exc:
             log.warning("rebuild %s failed: %s; the serving engine stays", command.id, exc)

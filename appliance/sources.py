@@ -24,7 +24,7 @@ def parse_source(source, width=0, height=0, fps=0.0):
     text = str(source).strip()
     if not text:
         raise SourceError("is empty: name a camera (0, /dev/video0, csi://0, rtsp://..., a file)")
-    if text.lstrip("-").isdigit():
+    if re.match(r"^-?[0-9]+$", text):
         index = int(text)
         if not 0 <= index <= MAX_V4L2_INDEX:
             raise SourceError("V4L2 device number {} is outside 0..{}".format(index, MAX_V4L2_INDEX))
@@ -42,6 +42,9 @@ def parse_source(source, width=0, height=0, fps=0.0):
     if "!" in text:
         pipeline = text if re.search(r"\bappsink\b", text) else text + " ! appsink drop=true max-buffers=1"
         return SourceSpec("gstreamer", pipeline)
+    if not text.startswith("/"):
+        raise SourceError("{!r} is taken as a video file, and a file needs an absolute path (systemd starts "
+                          "facewatch in /)".format(text))
     return SourceSpec("file", text)
 
 
@@ -49,8 +52,9 @@ def checked_url(text):
     try:
         parts = urlsplit(text)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
-    except ValueError as exc:
-        raise SourceError("{} is not a valid URL: {}".format(describe(text), exc))
+    except ValueError:
+        raise SourceError("{} is not a valid URL (the port must be a number; in a password, / ? # @ must be "
+                          "percent-encoded)".format(describe(text)))
     if not parts.hostname:
         raise SourceError("{} names no host".format(describe(text)))
     if any(ch.isspace() for ch in text):
@@ -68,5 +72,6 @@ def csi_pipeline(sensor, width, height, fps):
 
 
 def describe(target):
-    """The source as a user would recognise it, without credentials in URLs."""
-    return re.sub(r"//[^/@]*@", "//***@", str(target))
+    """The source as a user would recognise it, without credentials in URLs (everything between :// and
+    the last @ is hidden, whatever characters a password holds)."""
+    return re.sub(r"://.*@", "://***@", str(target))

@@ -30,27 +30,34 @@ class StageTimings:
 
 
 class RateMeter:
-    """Events per second over the last `window` seconds."""
+    """Events per second over the last `window` seconds; for slower streams, from the last two events
+    (decaying while none comes), so one frame every 3 s reads 0.33, not 0."""
 
     def __init__(self, window=5.0, clock=time.monotonic):
         self._window = window
         self._clock = clock
         self._events = collections.deque()
+        self._last_two = collections.deque(maxlen=2)
         self._lock = threading.Lock()
 
     def tick(self):
         now = self._clock()
         with self._lock:
             self._events.append(now)
+            self._last_two.append(now)
             self._trim(now)
 
     def rate(self):
+        """1 / the mean interval between the events in the window (or the last two events), or the time
+        since the last event when that is longer: a stream that stops decays to 0."""
         now = self._clock()
         with self._lock:
             self._trim(now)
-            if len(self._events) < 2:
-                return 0.0
-            return round(len(self._events) / max(now - self._events[0], 1e-6), 2)
+            points = list(self._events) if len(self._events) >= 2 else list(self._last_two)
+        if len(points) < 2:
+            return 0.0
+        interval = max((points[-1] - points[0]) / (len(points) - 1), now - points[-1], 1e-6)
+        return round(1.0 / interval, 2)
 
     def _trim(self, now):
         while self._events and now - self._events[0] > self._window:

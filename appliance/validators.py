@@ -16,10 +16,14 @@ HOST_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 
 
 def control_characters(text):
-    """The first control character in `text` as \\xNN, or None."""
+    """The first character MQTT and sane file names refuse, named ("the control character '\\x00'"): C0 and
+    C1 controls, DEL, surrogates, Unicode noncharacters; or None."""
     for ch in text:
-        if ord(ch) < 32 or ord(ch) == 127:
-            return repr(ch)
+        code = ord(ch)
+        if code < 32 or 127 <= code < 160:
+            return "the control character {!r}".format(ch)
+        if 0xD800 <= code < 0xE000 or 0xFDD0 <= code <= 0xFDEF or code & 0xFFFE == 0xFFFE:
+            return "the noncharacter {!r}".format(ch)
     return None
 
 
@@ -58,6 +62,9 @@ def device_id(value):
     """One topic level; "" means the host name."""
     if value == "":
         return None
+    control = control_characters(value)
+    if control:
+        return "contains {}, which MQTT topics may not".format(control)
     problem = topic_prefix(value)
     if problem:
         return problem

@@ -93,3 +93,36 @@ def test_unreadable_images_are_named_before_any_work(tmp_path, model):
     assert "2 of 3 calibration images cannot be read" in result.stderr
     assert "broken.jpg" in result.stderr and "empty.png" in result.stderr
     assert not (tmp_path / "c.cache").exists()
+
+
+def test_a_set_of_images_without_faces_makes_no_model_and_says_why(tmp_path):
+    images = tmp_path / "black"
+    images.mkdir()
+    for index in range(3):
+        cv2.imwrite(str(images / "{}.png".format(index)), np.zeros((480, 640, 3), np.uint8))
+    result = run_cli("calibrate", "--images", images, "--out", tmp_path / "out" / "c.cache")
+    assert result.returncode == 1
+    assert "fails the acceptance check on the golden image" in result.stderr and "nothing was written" in result.stderr
+    assert not (tmp_path / "out" / "c.cache").exists() and not (tmp_path / "out" / "c.qdq.onnx").exists()
+
+
+@pytest.mark.parametrize("target, message", [("folder", "is a folder, not a file"),
+                                             ("/dev/full", "is a device, not a file")])
+def test_an_output_that_cannot_be_a_file_is_refused_before_any_work(tmp_path, model, target, message):
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "golden.png"), cv2.imread(model.golden["image"]))
+    out = tmp_path / "folder" if target == "folder" else target
+    if target == "folder":
+        out.mkdir()
+    result = run_cli("calibrate", "--images", images, "--out", out)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "calibrating" not in result.stdout
+    import os
+    import stat
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+def test_a_trt_version_that_is_not_x_y_z_is_a_usage_error(tmp_path):
+    result = run_cli("calibrate", "--images", tmp_path, "--trt-version", "abc")
+    assert result.returncode == 2 and "expected a TensorRT version X.Y.Z" in result.stderr

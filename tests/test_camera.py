@@ -1,6 +1,7 @@
 import os
 import threading
 
+import cv2
 import pytest
 
 from appliance import camera, config
@@ -84,3 +85,20 @@ def test_a_camera_that_raises_is_marked_failed_and_the_error_kept(clip, monkeypa
         source.run()
     assert source.state == camera.FAILED and "decoder exploded" in source.error
     assert source.finished()
+
+
+def test_a_file_with_no_decodable_frame_backs_off_instead_of_spinning(running, tmp_path):
+    empty = str(tmp_path / "empty.avi")
+    cv2.VideoWriter(empty, cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64)).release()
+    changes = []
+    source = camera.Camera(settings(source=empty, loop=True, reconnect_min=0.05, reconnect_max=0.1),
+                           threading.Event(), on_state=lambda: changes.append(source.state))
+    thread = threading.Thread(target=source.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: source.reconnects >= 3, 10, message="three retries")
+        assert source.state == camera.RECONNECTING and "no frame could be decoded" in source.error
+        assert camera.STREAMING not in changes and source.problem().startswith("reconnecting: ")
+    finally:
+        source._stop.set()
+        thread.join(5)

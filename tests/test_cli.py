@@ -96,3 +96,44 @@ def test_any_command_line_gets_an_exit_code_and_never_a_traceback(argv):
 
 def test_the_command_line_fuzzing_is_recorded():
     record("hostile command lines", examples=300, tracebacks=0)
+
+
+def test_demo_with_a_broker_that_rejects_it_fails_instead_of_claiming_success(tmp_path):
+    from brokers import Mosquitto
+    broker = Mosquitto(tmp_path, "allow_anonymous false\n").start()
+    try:
+        result = run_cli("demo", "--broker", "127.0.0.1:{}".format(broker.port), "--out", tmp_path / "d.jpg",
+                         "--cache-dir", tmp_path / "engines", timeout=120)
+    finally:
+        broker.stop()
+    assert result.returncode == 1 and "the broker refused the connection" in result.stderr
+    assert "recall 1.000" not in result.stdout
+
+
+def test_demo_refuses_an_output_it_could_not_write_before_running(tmp_path):
+    result = run_cli("demo", "--out", tmp_path / "result", timeout=60)
+    assert result.returncode == 2 and "name an image file ending in .jpg" in result.stderr
+    assert "frames processed" not in result.stdout
+
+
+def test_annotated_images_that_cannot_be_written_are_named_and_the_rest_goes_on(tmp_path):
+    images = [tmp_path / "a.png", tmp_path / "b.png"]
+    for image in images:
+        image.write_bytes(open(GOLDEN, "rb").read())
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.faces.jpg").mkdir()  # a folder where the first output belongs
+    result = run_cli("detect", "--annotate", out, *images)
+    assert result.returncode == 1
+    assert "a.faces.jpg: is a folder, not a file" in result.stderr
+    assert result.stdout.count("4 faces") == 2 and "annotated: {}".format(out / "b.faces.jpg") in result.stdout
+
+
+def test_a_full_standard_output_is_one_clear_line_and_exit_1():
+    import subprocess
+    import sys
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "appliance", "detect", GOLDEN], stdout=full,
+                                stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "facewatch detect: cannot write to standard output: No space left on device"

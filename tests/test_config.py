@@ -92,8 +92,11 @@ def test_a_named_config_that_does_not_exist_is_an_error(tmp_path):
 def test_password_comes_from_a_systemd_credential(tmp_path, monkeypatch):
     (tmp_path / "mqtt_password").write_text("s3cret\n")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
-    path = configuration.secret_path("", "mqtt_password")
-    assert configuration.read_secret(path, "mqtt.password_file") == b"s3cret"
+    assert configuration.secret("", "mqtt.password_file", "mqtt_password") == b"s3cret"
+    (tmp_path / "mqtt_password").write_text("  \n")
+    with pytest.raises(ConfigError, match="the systemd credential mqtt_password: .*is empty"):
+        configuration.secret("", "mqtt.password_file", "mqtt_password")
+    assert configuration.secret("", "commands.key_file", "command_key") is None
 
 
 @pytest.mark.parametrize("text, message", [

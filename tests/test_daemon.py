@@ -1,6 +1,9 @@
 """The daemon against a real mosquitto: what subscribers see on the broker."""
+import json
 import signal
 import time
+
+import pytest
 
 from brokers import Mosquitto, Recorder, wait_until
 from appliance.evaluation import match_counts
@@ -108,3 +111,42 @@ def test_sigterm_during_a_silent_first_boot_build_stops_cleanly(mosquitto, daemo
     assert time.monotonic() - started < 5.0
     wait_until(lambda: recorder.last("status") == "stopped", 5, message="stopped")
     assert "the build was stopped: facewatch is stopping" in daemon.output()
+
+
+def test_a_start_that_fails_says_why_on_the_engine_topic(tmp_path, mosquitto, daemon_factory, clip):
+    recorder = Recorder(mosquitto.port, PREFIX + "/#")
+    daemon = daemon_factory(mosquitto.port, {"source": clip[0], "loop": True},
+                            engine={"cache_dir": "/proc/facewatch-engines"})
+    assert daemon.process.wait(timeout=60) == 1
+    assert "cannot create the engine cache /proc/facewatch-engines" in daemon.output()
+    wait_until(lambda: recorder.json_on("engine"), 10, message="the engine topic")
+    engine = recorder.json_on("engine")[-1]
+    assert engine["state"] == "failed" and "cannot create the engine cache" in engine["error"]
+    assert recorder.last("status") == "offline"
+
+
+def test_a_stop_during_the_first_build_leaves_no_build_in_progress_retained(mosquitto, daemon_factory, clip):
+    recorder = Recorder(mosquitto.port, PREFIX + "/#")
+    daemon = daemon_factory(mosquitto.port, {"source": clip[0], "loop": True}, env={"FACEWATCH_BUILD_FAULT": "hang"})
+    wait_until(lambda: [e for e in recorder.json_on("engine") if e["state"] == "building"], 60, message="building")
+    daemon.process.send_signal(signal.SIGTERM)
+    assert daemon.process.wait(timeout=10) == 0
+    late = Recorder(mosquitto.port, PREFIX + "/engine")
+    wait_until(lambda: late.on("engine"), 10, message="the retained engine state")
+    assert json.loads(late.on("engine")[-1][0])["state"] == "failed"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGUSR1])
+def test_hangup_stops_cleanly_and_user_signals_are_ignored(mosquitto, daemon_factory, clip, signum):
+    recorder = Recorder(mosquitto.port, PREFIX + "/#")
+    daemon = daemon_factory(mosquitto.port, {"source": clip[0], "loop": True})
+    wait_until(lambda: recorder.on("detections"), 60, message="detections")
+    daemon.process.send_signal(signum)
+    if signum == signal.SIGHUP:
+        assert daemon.process.wait(timeout=10) == 0
+        wait_until(lambda: recorder.last("status") == "stopped", 10, message="stopped")
+    else:
+        wait_until(lambda: "SIGUSR1 ignored" in daemon.output(), 10, message="the signal ignored")
+        seen = len(recorder.on("detections"))
+        wait_until(lambda: len(recorder.on("detections")) > seen + 3, 30, message="detection going on")
+        assert daemon.process.poll() is None

@@ -153,3 +153,53 @@ def test_a_disk_that_refuses_the_active_record_does_not_stop_the_engine(store, m
     monkeypatch.setattr(files, "atomic_write_bytes", full_disk)
     assert store.set_active("e") is False
     assert "no space left on device" in caplog.text
+
+
+@pytest.mark.parametrize("folder", ["c?", "c*", "c[x]"])
+def test_a_cache_whose_name_holds_glob_characters_touches_nothing_outside_it(tmp_path, folder):
+    sibling = tmp_path / "cz"
+    (sibling / "photos.tmp-2024").mkdir(parents=True)
+    (sibling / "report.tmp-final").write_text("keep me")
+    (sibling / "settings.json").write_text("{}")
+    store = EngineStore(str(tmp_path / folder))
+    install(store)
+    leftover = store.temp_path("e")
+    assert store.remove_stale_temps() == [leftover]
+    assert [e["name"] for e in store.entries()] == ["e"]
+    assert sorted(os.listdir(str(sibling))) == ["photos.tmp-2024", "report.tmp-final", "settings.json"]
+
+
+def test_an_entry_whose_engine_file_is_missing_is_listed_broken(store):
+    install(store)
+    os.unlink(store.engine_path("e"))
+    assert store.entries()[0]["broken"] == "its engine file is missing or not a regular file"
+
+
+def test_waiting_for_another_builder_names_it_and_a_stop_ends_the_wait(store):
+    import subprocess
+    import sys
+    import threading
+    from appliance.errors import Cancelled
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time\n"
+                               "f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+                               "f.truncate(0); f.write(str(os.getpid())); f.flush(); print('held', flush=True)\n"
+                               "time.sleep(60)\n", os.path.join(store.directory, ".lock")],
+                              stdout=subprocess.PIPE, universal_newlines=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        cancel = threading.Event()
+        waits = []
+
+        def waiting(seconds, pid):
+            waits.append(pid)
+            if len(waits) == 3:
+                cancel.set()
+        with pytest.raises(Cancelled, match="which process {} holds".format(holder.pid)):
+            with store.locked(cancel, waiting):
+                pass
+        assert waits == [str(holder.pid)] * 3
+    finally:
+        holder.kill()
+        holder.wait()
+    with store.locked():
+        pass

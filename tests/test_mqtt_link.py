@@ -91,9 +91,38 @@ def test_an_unreachable_broker_is_reported_at_once_and_at_every_retry(daemon_fac
 def test_a_second_daemon_with_the_same_device_id_is_reported(mosquitto, daemon_factory, clip):
     first = daemon_factory(mosquitto.port, {"source": clip[0], "loop": True}, name="first")
     second = daemon_factory(mosquitto.port, {"source": clip[0], "loop": True}, name="second")
-    wait_until(lambda: "a second facewatch with device_id 'testcam'" in first.output() + second.output(), 90,
+    wait_until(lambda: "another facewatch publishes as device_id 'testcam'" in first.output() + second.output(), 90,
                message="the duplicate to be reported")
+    report = [line for line in (first.output() + second.output()).splitlines() if "another facewatch" in line][0]
+    assert "the process {} on host".format(first.process.pid) in report or \
+        "the process {} on host".format(second.process.pid) in report, report
     assert first.process.poll() is None and second.process.poll() is None
+
+
+def test_quick_broker_restarts_are_not_taken_for_a_second_daemon(tmp_path, daemon_factory, clip):
+    broker = Mosquitto(tmp_path, persistent=True).start()
+    daemon = daemon_factory(broker.port, {"source": clip[0], "loop": True}, mqtt={"reconnect_min": 1.0})
+    try:
+        for _ in range(4):
+            wait_until(lambda: daemon.output().count("mqtt: connected") > _, 30, message="connected")
+            broker.stop(signal.SIGTERM)
+            broker = Mosquitto(tmp_path, persistent=True, port=broker.port).start()
+        wait_until(lambda: daemon.output().count("mqtt: connected") >= 5, 30, message="the fifth connection")
+        assert "another facewatch" not in daemon.output()
+    finally:
+        broker.stop()
+
+
+def test_a_stale_instance_record_from_a_previous_run_is_not_a_second_daemon(mosquitto, daemon_factory, clip):
+    first = daemon_factory(mosquitto.port, {"source": clip[0], "loop": True}, name="before")
+    wait_until(lambda: "mqtt: connected" in first.output(), 30, message="connected")
+    first.process.kill()
+    second = daemon_factory(mosquitto.port, {"source": clip[0], "loop": True}, name="after")
+    wait_until(lambda: "detecting" in second.output(), 60, message="detecting")
+    mosquitto.stop(signal.SIGTERM)
+    mosquitto.start()
+    wait_until(lambda: second.output().count("mqtt: connected") >= 2, 30, message="reconnected")
+    assert "another facewatch" not in second.output()
 
 
 def make_link(port, queue_size, **mqtt):
@@ -146,4 +175,53 @@ def test_qos_1_messages_sent_while_the_broker_is_away_arrive_and_are_not_counted
     finally:
         link.stop()
         subscriber.close()
+        broker.stop()
+
+
+def test_a_broker_that_closes_before_answering_connect_is_reported(daemon_factory, clip, notify):
+    import socket
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    stop = threading.Event()
+
+    def accept_and_close():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                server.accept()[0].close()
+            except OSError:
+                pass
+    threading.Thread(target=accept_and_close, daemon=True).start()
+    try:
+        daemon = daemon_factory(server.getsockname()[1], {"source": clip[0], "loop": True}, env=notify.environment())
+        # Closed after CONNECT was sent, or (on a loaded machine) while paho was still sending it: either way
+        # the cause reaches STATUS= and the log.
+        reports = ("closed the connection before answering CONNECT", "Connection reset by peer", "Broken pipe")
+        notify.wait_for(lambda m: any(r in s for s in notify.statuses() for r in reports), 60,
+                        "STATUS= naming the early close")
+        assert any(r in daemon.output() for r in reports)
+    finally:
+        stop.set()
+        server.close()
+
+
+@pytest.mark.skipif(not hasattr(paho, "CallbackAPIVersion"), reason="paho 1.6 gives on_publish no reason code")
+def test_messages_the_broker_refuses_are_counted_dropped_and_said(tmp_path, daemon_factory, clip, notify):
+    passwords = tmp_path / "passwords"
+    passwd = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    subprocess.check_call([passwd, "-c", "-b", str(passwords), "alice", "secret"])
+    passwords.chmod(0o644)
+    (tmp_path / "alice").write_text("secret\n")
+    import os
+    from conftest import REPO_ROOT
+    broker = Mosquitto(tmp_path, "allow_anonymous false\npassword_file {}\nacl_file {}\n".format(
+        passwords, os.path.join(REPO_ROOT, "examples", "mosquitto", "acl"))).start()
+    try:
+        daemon = daemon_factory(broker.port, {"source": clip[0], "loop": True}, device="bob", env=notify.environment(),
+                                mqtt={"username": "alice", "password_file": str(tmp_path / "alice")})
+        notify.wait_for(lambda m: any("the broker refuses messages on facewatch/bob/" in s for s in notify.statuses()),
+                        60, "STATUS= naming the refusal")
+        assert "mqtt.username must equal the device_id 'bob'" in daemon.output()
+    finally:
         broker.stop()

@@ -1,6 +1,7 @@
 """argparse types shared by the commands: a bad value is a usage error (exit 2) naming the option."""
 import argparse
 import math
+import re
 
 from appliance import validators
 
@@ -11,6 +12,23 @@ def path(text):
         raise argparse.ArgumentTypeError("an empty path names nothing")
     if "\0" in text:
         raise argparse.ArgumentTypeError("{!r} contains a NUL byte, which no path can".format(text))
+    return text
+
+
+def library_path(text):
+    """A path handed to ONNX Runtime or TensorRT, which take only UTF-8 names."""
+    path(text)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError("{!r} is not a UTF-8 name, which ONNX Runtime and TensorRT need; rename "
+                                         "it".format(text))
+    return text
+
+
+def trt_version(text):
+    if not re.match(r"^[0-9]{1,2}\.[0-9]{1,2}\.[0-9]{1,3}$", text):
+        raise argparse.ArgumentTypeError("expected a TensorRT version X.Y.Z, as in 8.2.1, got {!r}".format(text))
     return text
 
 
@@ -67,6 +85,7 @@ def checked_by(validator):
     return parse
 
 
+THREADS = bounded_int(0, 256)
 host_name = checked_by(validators.host)
 topic_prefix = checked_by(validators.topic_prefix)
 device_or_all = checked_by(lambda text: None if text == "all" else

@@ -14,6 +14,7 @@ def run(args):
 
     path = args.config or configuration.default_path()
     config = configuration.load(path, required=True)
+    from appliance.sources import describe
     print("{}: ok (device {}, camera {}, broker {}:{})".format(
-        path, configuration.device_id(config), config.camera.source, config.mqtt.host, config.mqtt.port))
+        path, configuration.device_id(config), describe(config.camera.source), config.mqtt.host, config.mqtt.port))
     return 0

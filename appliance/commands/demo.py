@@ -9,7 +9,7 @@ import os
 import threading
 
 from appliance.commands import arguments
-from appliance.errors import FacewatchError, UsageError
+from appliance.errors import FacewatchError
 
 DEMO_DEVICE = "demo"
 
@@ -26,30 +26,24 @@ def add_arguments(parser):
     parser.add_argument("--out", default="facewatch-demo.jpg", type=arguments.path,
                         help="annotated image to write (default %(default)s)")
     parser.add_argument("--loop", action="store_true", help="replay the clip until Ctrl-C")
-    parser.add_argument("--threads", type=arguments.non_negative_int, default=0,
-                        help="ONNX Runtime threads (default 0: its own choice)")
-    parser.add_argument("--cache-dir", metavar="DIR", type=arguments.path,
+    parser.add_argument("--threads", type=arguments.THREADS, default=0,
+                        help="ONNX Runtime threads, 0..256 (default 0: its own choice)")
+    parser.add_argument("--cache-dir", metavar="DIR", type=arguments.library_path,
                         help="engine cache (default: {})".format(
                             user_cache_dir().replace(os.path.expanduser("~"), "~")))
 
 
-def check_output_path(path):
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise UsageError("--out {}: is a folder; name the image file to write".format(path))
-    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-        raise UsageError("--out {}: cannot write into {}".format(path, folder))
 
 
 def run(args):
     from appliance import config as configuration
     from appliance.app import App
-    from appliance.commands.run import install_stop_handlers
-    from appliance.images import annotate, write_image
+    from appliance.commands.run import ignore_late_signals, install_stop_handlers
+    from appliance.images import annotate, check_image_destination, write_image
     from appliance.manifest import find_media_dir
     from appliance.mini_broker import MiniBroker
 
-    check_output_path(args.out)
+    check_image_destination(args.out, "--out")
     cache_dir = os.path.abspath(args.cache_dir or user_cache_dir())
     clip_dir = find_media_dir("demo")
     broker = None
@@ -76,13 +70,19 @@ def run(args):
         watcher = Watcher(config, host, int(port))
         app.run(until=None if args.loop else app.source_exhausted)
     finally:
+        ignore_late_signals()
         if watcher:
             watcher.close()
         if broker:
             broker.stop()
+    summarise(best, watcher, os.path.join(clip_dir, "clip.json"))
     if best.result is not None:
         write_image(args.out, annotate(best.result.frame.image, best.result.detections))
-    summarise(app, best, watcher, os.path.join(clip_dir, "clip.json"), args.out)
+        print("facewatch demo: wrote {} ({} faces, frame {})".format(
+            args.out, len(best.result.detections.boxes), best.result.frame.index))
+    if best.boxes_by_frame and not watcher.counts.get("detections"):
+        raise FacewatchError("{} frames were processed but no detections message came back through the broker "
+                             "at {}:{}".format(len(best.boxes_by_frame), host, port))
     return 0
 
 
@@ -100,31 +100,27 @@ class BestFrame:
 
 
 class Watcher:
-    """An MQTT subscriber that prints what the daemon publishes."""
+    """An MQTT subscriber that prints what the daemon publishes (retained messages left by earlier runs are
+    shown but not counted)."""
 
     def __init__(self, config, host, port):
-        from appliance.mqtt.link import make_paho_client
+        from appliance.remote.client import Controller
         self.counts = {}
-        self._client = make_paho_client("facewatch-demo-watcher")
-        self._client.on_message = self._on_message
-        try:
-            self._client.connect(host, port)
-        except (OSError, ValueError) as exc:
-            raise FacewatchError("cannot reach the MQTT broker at {}:{}: {}".format(host, port, exc))
-        self._client.subscribe("{}/{}/#".format(config.mqtt.prefix, DEMO_DEVICE))
-        self._client.loop_start()
+        self._controller = Controller(host, port, config.mqtt.prefix, protocol="3.1.1", on_message=self._on_message)
+        self._controller.subscribe(["{}/{}/#".format(config.mqtt.prefix, DEMO_DEVICE)])
 
-    def _on_message(self, client, userdata, message):
-        kind = message.topic.rsplit("/", 1)[-1]
-        self.counts[kind] = self.counts.get(kind, 0) + 1
-        text = message.payload.decode("utf-8", "replace")
+    def _on_message(self, topic, payload, retained):
+        kind = topic.rsplit("/", 1)[-1]
+        if not retained:
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+        text = payload.decode("utf-8", "replace")
         if kind == "status":
             print("  [status]     {}".format(text))
             return
         try:
             self._show(kind, json.loads(text))
         except (ValueError, KeyError, TypeError, AttributeError):  # another publisher's message on our topics
-            print("  [{}] a message facewatch did not write ({} bytes)".format(kind, len(message.payload)))
+            print("  [{}] a message facewatch did not write ({} bytes)".format(kind, len(payload)))
 
     def _show(self, kind, document):
         if kind == "engine":
@@ -140,20 +136,20 @@ class Watcher:
                 document["camera"]["state"], document["dropped_frames"]))
 
     def close(self):
-        self._client.loop_stop()
-        self._client.disconnect()
+        self._controller.close()
 
 
-def summarise(app, best, watcher, truth_path, out_path):
+def summarise(best, watcher, truth_path):
     from appliance.evaluation import match_counts
     with open(truth_path) as f:
         truth = {frame["frame"]: frame["faces"] for frame in json.load(f)["frames"]}
-    scored = match_counts([(best.boxes_by_frame[i], truth[i]) for i in sorted(best.boxes_by_frame) if i in truth])
+    frames = [(best.boxes_by_frame[i], truth[i]) for i in sorted(best.boxes_by_frame) if i in truth]
     print("facewatch demo: {} frames processed, {} messages received ({})".format(
         len(best.boxes_by_frame), sum(watcher.counts.values()),
         ", ".join("{} {}".format(v, k) for k, v in sorted(watcher.counts.items()))))
-    print("facewatch demo: against the clip's ground truth: recall {:.3f}, precision {:.3f} at IoU 0.5".format(
-        scored.recall, scored.precision))
-    if best.result is not None:
-        print("facewatch demo: wrote {} ({} faces, frame {})".format(
-            out_path, len(best.result.detections.boxes), best.result.frame.index))
+    if not frames:
+        print("facewatch demo: against the clip's ground truth: n/a (no frame was processed)")
+        return
+    scored = match_counts(frames)
+    print("facewatch demo: against the clip's ground truth: recall {:.3f}, precision {:.3f} at IoU 0.5 over {} "
+          "frames".format(scored.recall, scored.precision, len(frames)))

@@ -1,8 +1,8 @@
 """`facewatch detect IMAGE... [--json] [--annotate DIR]`
 
 Every readable image is processed; a missing or unreadable one is reported on stderr and makes the
-exit code 2 once all the others are done. Annotated images get distinct names even when two inputs
-share one, and every path written is printed.
+exit code 2 once all the others are done (an annotated image that cannot be written: 1). Annotated
+images get distinct names even when two inputs share one, and every path written is printed.
 """
 import json
 import os
@@ -10,7 +10,7 @@ import sys
 
 from appliance.commands import arguments
 from appliance.config import SCHEMA
-from appliance.errors import EXIT_OK, EXIT_USAGE, UsageError
+from appliance.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
 
 DEFAULT_MIN_SCORE = SCHEMA["detections"]["min_score"].default
 
@@ -22,34 +22,39 @@ def add_arguments(parser):
                         help="write each image with its detections drawn into DIR (created if missing)")
     parser.add_argument("--backend", default="onnxruntime", choices=["auto", "onnxruntime", "tensorrt"],
                         help="default: %(default)s")
-    parser.add_argument("--threads", type=arguments.non_negative_int, default=0,
-                        help="ONNX Runtime threads (default 0: its own choice)")
+    parser.add_argument("--threads", type=arguments.THREADS, default=0,
+                        help="ONNX Runtime threads, 0..256 (default 0: its own choice)")
     parser.add_argument("--min-score", type=arguments.score, default=DEFAULT_MIN_SCORE,
                         help="score threshold (default %(default)s)")
 
 
 def run(args):
     from appliance.detections import faces_as_json
-    from appliance.images import ImageError, annotate, read_image, write_image
+    from appliance.images import ImageError, ImageWriteFailed, annotate, read_image, write_image
     from appliance.session import open_detector
 
     names = AnnotatedNames(args.annotate) if args.annotate else None
-    exit_code = EXIT_OK
+    unreadable = unwritten = 0
     with open_detector(backend=args.backend, threads=args.threads, min_score=args.min_score) as detector:
         for path in args.images:
             try:
                 image = read_image(path)
             except ImageError as exc:
                 print("facewatch detect: {}".format(exc), file=sys.stderr)
-                exit_code = EXIT_USAGE
+                unreadable += 1
                 continue
             detections = detector.detect(image)
             written = None
             if names:
                 written = names.next_for(path)
-                write_image(written, annotate(image, detections))
+                try:
+                    write_image(written, annotate(image, detections))
+                except ImageWriteFailed as exc:
+                    print("facewatch detect: {}".format(exc), file=sys.stderr)
+                    unwritten += 1
+                    written = None
             report(path, image, faces_as_json(detections), args.json, written)
-    return exit_code
+    return EXIT_USAGE if unreadable else (EXIT_FAILURE if unwritten else EXIT_OK)
 
 
 def report(path, image, faces, as_json, annotated):
@@ -77,6 +82,8 @@ class AnnotatedNames:
             os.makedirs(folder, exist_ok=True)
         except OSError as exc:
             raise UsageError("--annotate {}: cannot create the folder: {}".format(folder, exc.strerror or exc))
+        if not os.access(folder, os.W_OK):
+            raise UsageError("--annotate {}: the folder is not writable".format(folder))
         self.folder = folder
         self._taken = set()
 

@@ -14,8 +14,8 @@ def add_arguments(parser):
     listing.add_argument("--json", action="store_true")
     for sub in (build, listing):
         sub.add_argument("--config", metavar="PATH", type=arguments.path)
-        sub.add_argument("--cache-dir", metavar="DIR", type=arguments.path, help="default: engine.cache_dir")
-        sub.add_argument("--backend", choices=["auto", "tensorrt", "onnxruntime"], help="default: engine.backend")
+        sub.add_argument("--cache-dir", metavar="DIR", type=arguments.library_path, help="default: engine.cache_dir")
+    build.add_argument("--backend", choices=["auto", "tensorrt", "onnxruntime"], help="default: engine.backend")
 
 
 def run(args):
@@ -55,17 +55,33 @@ def build(args):
 
 
 def list_engines(args):
-    manager, _ = open_manager(args)
-    entries = manager.store.entries()
-    active = manager.store.active()
+    """Only looks: no backend is loaded and nothing is created, so a read-only cache lists too."""
+    from appliance import config as configuration
+    from appliance.engine.store import EngineStore
+    from appliance.paths import default_cache_dir
+    config = configuration.load(args.config, required=bool(args.config))
+    store = EngineStore(args.cache_dir or config.engine.cache_dir or default_cache_dir(), read_only=True)
+    entries = [json_safe(entry) for entry in store.entries()]
+    active = store.active()
     if args.json:
-        print(json.dumps({"cache_dir": manager.store.directory, "active": active, "engines": entries}, indent=2))
+        print(json.dumps({"cache_dir": store.directory, "active": active, "engines": entries}, indent=2,
+                         allow_nan=False))
         return 0
-    print("engine cache {} ({} entr{})".format(manager.store.directory, len(entries),
-                                               "y" if len(entries) == 1 else "ies"))
+    print("engine cache {} ({} entr{})".format(store.directory, len(entries), "y" if len(entries) == 1 else "ies"))
     for entry in entries:
         print(describe_entry(entry, active))
     return 0
+
+
+def json_safe(value):
+    """A sidecar's content as valid JSON: a NaN or an infinity someone wrote there becomes null."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_safe(item) for item in value]
+    return value
 
 
 def describe_entry(entry, active):

@@ -59,7 +59,7 @@ class EngineManager:
         if decision.fallback_reason:
             log.warning("engine: %s; building %s instead", decision.fallback_reason, decision.precision.upper())
         precision, reason = decision
-        with self.store.locked():
+        with self.store.locked(self.cancel, self._waiting_for_lock(requested, precision)):
             self.store.remove_stale_temps()
             while True:
                 try:
@@ -72,6 +72,21 @@ class EngineManager:
                     reason = "{} engine unusable ({}); fell back to {}".format(precision.upper(), exc, lower.upper())
                     log.warning("engine: %s", reason)
                     precision = lower
+
+    def _waiting_for_lock(self, requested, precision):
+        """While another process builds in this cache: say so once, then keep systemd's timeout extended."""
+        said = []
+
+        def waiting(seconds, holder):
+            if not said:
+                said.append(holder)
+                log.warning("engine: waiting for the engine cache %s: process %s is building in it",
+                            self.store.directory, holder)
+                self.report(requested, precision, state="building", phase="waiting for process {}".format(holder),
+                            progress=0.0)
+            if self.heartbeat:
+                self.heartbeat(seconds)
+        return waiting
 
     def load(self, requested="auto", force=False, strict=False):
         """(Engine, Detector) ready to serve. A cached engine that passes its checks but does not load is

@@ -7,16 +7,16 @@ an active.json of another shape) is treated as broken and replaced, never a trac
 """
 import contextlib
 import fcntl
-import glob
 import json
 import logging
 import os
 import shutil
 import stat
 import tempfile
+import time
 
 from appliance import files
-from appliance.errors import FacewatchError
+from appliance.errors import Cancelled, FacewatchError
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ SIDECAR_SUFFIX = ".json"
 ACTIVE_NAME = "active.json"
 LOCK_NAME = ".lock"
 MAX_SIDECAR_BYTES = 1 << 20
+LOCK_POLL = 0.5
 
 
 class StoreError(FacewatchError):
@@ -63,8 +64,13 @@ def read_json_object(path):
 
 
 class EngineStore:
-    def __init__(self, directory):
+    def __init__(self, directory, read_only=False):
+        """The cache in `directory`, created if missing; read_only: only look (nothing created or required)."""
         self.directory = directory
+        if read_only:
+            if not os.path.isdir(directory):
+                raise StoreError("there is no engine cache at {}".format(directory))
+            return
         try:
             os.makedirs(directory, exist_ok=True)
         except OSError as exc:
@@ -74,29 +80,68 @@ class EngineStore:
             raise StoreError("the engine cache {} is not a writable folder; set engine.cache_dir or "
                              "--cache-dir".format(directory))
 
+    def _names(self):
+        """The names in the cache folder, taken literally (the folder's own name may hold *, ? or [)."""
+        try:
+            return sorted(os.listdir(self.directory))
+        except OSError as exc:
+            raise StoreError("cannot list the engine cache: {}".format(files.os_reason(self.directory, exc)))
+
     @contextlib.contextmanager
-    def locked(self):
-        """One builder at a time per cache (a daemon and `facewatch engines build` may race)."""
+    def locked(self, cancel=None, waiting=None):
+        """One builder at a time per cache (a daemon and `facewatch engines build` may race). While another
+        process holds the lock, waiting(seconds, holder) is called every LOCK_POLL; setting `cancel` ends the
+        wait with Cancelled. The holder writes its PID into the lock file, so the waiter can name it."""
         path = os.path.join(self.directory, LOCK_NAME)
         if os.path.lexists(path) and not os.path.isfile(path):
             remove_path(path)
         try:
-            lock = open(path, "a")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         except OSError as exc:
             raise StoreError("cannot lock the engine cache: {}".format(files.os_reason(path, exc)))
-        with lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            self._acquire(fd, cancel, waiting)
             try:
+                self._sign(fd)
                 yield
             finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def _acquire(self, fd, cancel, waiting):
+        started = time.monotonic()
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                pass
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            if waiting:
+                waiting(time.monotonic() - started, holder)
+            if cancel is not None and cancel.wait(LOCK_POLL):
+                raise Cancelled("stopped while waiting for the engine cache, which process {} holds".format(holder))
+            if cancel is None:
+                time.sleep(LOCK_POLL)
+
+    @staticmethod
+    def _sign(fd):
+        """Our PID in the lock file, for a waiter to name us; on a full disk it stays unsaid ("?")."""
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
+        except OSError:
+            pass
 
     def remove_stale_temps(self):
         """Temp files left by a build that died; call under locked()."""
         removed = []
-        for path in glob.glob(os.path.join(self.directory, "*" + TEMP_MARK + "*")):
-            remove_path(path)
-            removed.append(path)
+        for name in self._names():
+            if TEMP_MARK in name:
+                path = os.path.join(self.directory, name)
+                remove_path(path)
+                removed.append(path)
         if removed:
             log.info("engine cache: removed %d stale temp file(s) from an interrupted build", len(removed))
         return removed
@@ -186,12 +231,14 @@ class EngineStore:
     def entries(self):
         """Every sidecar in the cache, newest build first; one that cannot be read has `broken` set."""
         found = []
-        for path in glob.glob(os.path.join(self.directory, "*" + SIDECAR_SUFFIX)):
-            if os.path.basename(path) == ACTIVE_NAME or TEMP_MARK in path:
+        for file_name in self._names():
+            if not file_name.endswith(SIDECAR_SUFFIX) or file_name == ACTIVE_NAME or TEMP_MARK in file_name:
                 continue
-            name = os.path.basename(path)[:-len(SIDECAR_SUFFIX)]
+            name = file_name[:-len(SIDECAR_SUFFIX)]
             try:
-                sidecar = read_json_object(path)
+                sidecar = read_json_object(os.path.join(self.directory, file_name))
+                if not os.path.isfile(self.engine_path(name)):
+                    sidecar = {"broken": "its engine file is missing or not a regular file"}
             except EngineRejected as exc:
                 sidecar = {"broken": "sidecar {}".format(exc)}
             sidecar["name"] = name

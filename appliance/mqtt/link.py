@@ -7,8 +7,12 @@ threads only append to our own bounded outbox. That thread:
 - publishes `online` (retained) and re-publishes retained state and re-subscribes on every connect; the
   last will is a retained `offline`;
 - stops retrying once the broker rejects the credentials, and says so (log, STATUS=, telemetry);
-- notices connections the broker keeps closing right after accepting them (a second client with the
-  same client id, i.e. the same device_id) and reports it.
+- publishes a retained `instance` record (a random id, host, pid) and reads it back on every reconnect:
+  a record not its own, which appeared after its own was acknowledged, proves that a second facewatch
+  publishes with the same device_id (each takes the connection from the other); that is reported
+  plainly, naming the other's host and pid;
+- reports a connection the broker closes before answering CONNECT, and (MQTT 5, paho 2) messages the
+  broker refuses (an ACL), which are counted as dropped, not as published.
 
 Counting (telemetry `mqtt`): a message is `dropped` only when it is really lost: QoS 0 while the link
 is down, anything beyond `queue_size` outstanding messages, a QoS 0 message paho discarded when the
@@ -16,15 +20,19 @@ connection broke. A QoS 1 message published while the link is down waits (bounde
 after the reconnect; paho re-sends any QoS 1 message the broker had not acknowledged.
 """
 import collections
+import json
 import logging
 import os
 import select
+import socket
 import ssl
 import threading
 import time
+import uuid
 
 import paho.mqtt.client as paho
 
+from appliance import __version__
 from appliance.mqtt import topics as contract
 
 log = logging.getLogger(__name__)
@@ -35,12 +43,11 @@ SESSION_TAKEN_OVER = 142
 PAHO_2 = hasattr(paho, "CallbackAPIVersion")
 TICK = 1.0                  # loop_misc (keepalive) at least this often
 CONNACK_TIMEOUT = 10.0      # a broker that accepts TCP but never answers CONNECT
-STABLE_CONNECTION = 10.0    # a connection shorter than this, closed by the broker, is suspicious
-SHORT_CONNECTIONS_REPORTED = 3
+STABLE_CONNECTION = 10.0    # backoff restarts only after a connection lasted this long
 STOP_FLUSH_TIMEOUT = 3.0
 # Why a message was dropped (telemetry mqtt.dropped_by_cause).
-DISCONNECTED, QUEUE_FULL, CONNECTION_LOST, REFUSED_BY_CLIENT = (
-    "disconnected", "queue_full", "connection_lost", "refused_by_client")
+DISCONNECTED, QUEUE_FULL, CONNECTION_LOST, REFUSED_BY_CLIENT, REFUSED_BY_BROKER = (
+    "disconnected", "queue_full", "connection_lost", "refused_by_client", "refused_by_broker")
 
 
 def make_paho_client(client_id, protocol="3.1.1"):
@@ -85,8 +92,14 @@ class MqttLink:
         self.rejected_credentials = False
         self._problem = "connecting to {}:{}".format(settings.host, settings.port)
         self._connected_at = None
-        self._short_connections = 0
+        self._attempt_reported = False
         self._takeover = ""
+        self._broker_refusal = ""
+        self._instance = contract.instance_payload(uuid.uuid4().hex, socket.gethostname(), os.getpid(), time.time(),
+                                                   __version__)
+        self._instance_mid = None
+        self._instance_acknowledged = False   # our record is retained at the broker
+        self._instance_armed = False          # ...and was before this connection: a foreign one is now evidence
         self._client = self._make_client(password)
 
     def _make_client(self, password):
@@ -147,14 +160,16 @@ class MqttLink:
     def problem(self):
         """What is wrong with the link, in words, or '' when all is well.
 
-        A takeover warning outlives the short connections in between, until one lasts STABLE_CONNECTION.
+        A second instance's report outlives the connections in between, until one lasts STABLE_CONNECTION.
         """
         if self._takeover and self.connected.is_set() and self._connected_at and \
                 time.monotonic() - self._connected_at >= STABLE_CONNECTION:
             self._takeover = ""
         if self._takeover:
             return self._takeover
-        return "" if self.connected.is_set() else self._problem
+        if not self.connected.is_set():
+            return self._problem
+        return self._broker_refusal
 
     def stats(self):
         with self._lock:
@@ -195,11 +210,11 @@ class MqttLink:
     def _connect(self, delay):
         """Open the TCP (and TLS) connection and send CONNECT; False, logged with the cause, if it fails."""
         self._connected_at = None
+        self._attempt_reported = False
         try:
             self._client.reconnect()
             return True
         except (OSError, ValueError) as exc:  # refused, unreachable, DNS, TLS (ssl.SSLError is an OSError)
-            self._short_connections = 0  # a broker that refuses is restarting or down, not taken over
             self._set_problem("cannot connect to {}:{}: {}".format(self.settings.host, self.settings.port,
                                                                    describe_error(exc)))
             log.warning("mqtt: %s; retrying in %.1f s", self._problem, delay)
@@ -249,6 +264,7 @@ class MqttLink:
             self._send(message)
 
     def _send(self, message):
+        """Hand one message to paho and track it until it is confirmed; returns its mid (None if dropped)."""
         self._inline_confirmed.clear()
         extra = {"properties": message.properties} if message.properties and self.settings.protocol == "5" else {}
         info = self._client.publish(message.topic, message.data, qos=message.qos, retain=message.retain, **extra)
@@ -257,9 +273,10 @@ class MqttLink:
                 if info.mid in self._inline_confirmed:   # on_publish ran inside publish()
                     self.published += 1
                 else:
-                    self._pending[info.mid] = message.qos
-            else:
-                self.dropped[DISCONNECTED if info.rc == paho.MQTT_ERR_NO_CONN else REFUSED_BY_CLIENT] += 1
+                    self._pending[info.mid] = (message.qos, message.topic)
+                return info.mid
+            self.dropped[DISCONNECTED if info.rc == paho.MQTT_ERR_NO_CONN else REFUSED_BY_CLIENT] += 1
+            return None
 
     def _wait(self, seconds):
         """Sleep until `seconds` pass or facewatch stops."""
@@ -299,12 +316,16 @@ class MqttLink:
             return
         self.connects += 1
         self._connected_at = time.monotonic()
-        client.publish(self.topics.status, contract.ONLINE, qos=1, retain=True)
+        self._instance_armed, self._instance_acknowledged = self._instance_acknowledged, False
+        client.subscribe(self.topics.instance, qos=1)
+        self._instance_mid = self._send(OutgoingMessage(self.topics.instance, contract.encode(self._instance), 1,
+                                                        True, None))
+        self._send(OutgoingMessage(self.topics.status, contract.ONLINE, 1, True, None))
         with self._lock:
             retained = list(self._retained.items())
         for topic, (data, qos) in retained:
             if topic != self.topics.status:
-                client.publish(topic, data, qos=qos, retain=True)
+                self._send(OutgoingMessage(topic, data, qos, True, None))
         if self._on_command:
             self._subscribe_commands(client)
         self.connected.set()
@@ -312,6 +333,7 @@ class MqttLink:
         self._on_state()
 
     def _refused(self, client, code, reason):
+        self._attempt_reported = True
         if code in CREDENTIAL_FAILURES:
             self.rejected_credentials = True
             self._set_problem("the broker {}:{} rejected the credentials ({}); not retrying. Fix mqtt.username / "
@@ -329,44 +351,86 @@ class MqttLink:
         was_connected = self.connected.is_set()
         self.connected.clear()
         self._forget_unsent_qos0()
-        if not was_connected or self._stopping.is_set():
+        if self._stopping.is_set():
             return
-        lasted = time.monotonic() - (self._connected_at or time.monotonic())
-        code = reason_value(reason)
-        self._short_connections = self._short_connections + 1 if lasted < STABLE_CONNECTION else 0
+        if not was_connected:
+            if not self._attempt_reported:
+                self._attempt_reported = True
+                self._set_problem("{}:{} closed the connection before answering CONNECT ({}): a TLS listener reached "
+                                  "without TLS, its connection limit, or a client id or topic it refuses; see the "
+                                  "broker's log".format(self.settings.host, self.settings.port, reason))
+                log.warning("mqtt: %s", self._problem)
+            return
         self._set_problem("connection to {}:{} lost ({}); reconnecting".format(
             self.settings.host, self.settings.port, reason))
         log.warning("mqtt: %s", self._problem)
-        if code == SESSION_TAKEN_OVER or self._short_connections >= SHORT_CONNECTIONS_REPORTED:
-            self._takeover = (
-                "the broker closed the connection {} times in a row within {:.0f} s of accepting it, each time "
-                "accepting the next at once: usually another client with the same client id 'facewatch-{}' (a "
-                "second facewatch with device_id {!r}?); each takes the connection from the other".format(
-                    max(self._short_connections, 1), STABLE_CONNECTION, self.topics.device, self.topics.device))
-            self._set_problem(self._takeover)
-            log.error("mqtt: %s", self._takeover)
+        if reason_value(reason) == SESSION_TAKEN_OVER:
+            self._second_instance("the broker says another client took over the session of client id "
+                                  "'facewatch-{}'".format(self.topics.device))
+
+    def _second_instance(self, evidence):
+        self._takeover = ("another facewatch publishes as device_id {!r}: {}; each takes the connection from the "
+                          "other. Give each device its own mqtt.device_id".format(self.topics.device, evidence))
+        self._set_problem(self._takeover)
+        log.error("mqtt: %s", self._takeover)
 
     def _forget_unsent_qos0(self):
         """paho discards QoS 0 packets not yet written when the connection breaks: they are lost."""
         with self._lock:
-            lost = [mid for mid, qos in self._pending.items() if qos == 0]
+            lost = [mid for mid, (qos, _) in self._pending.items() if qos == 0]
             for mid in lost:
                 del self._pending[mid]
             if lost:
                 self.dropped[CONNECTION_LOST] += len(lost)
 
     def _on_publish(self, client, userdata, mid, *rest):
+        """rest: (reason code, properties) with paho 2; a failure code (MQTT 5) is the broker refusing."""
+        refused = bool(rest) and getattr(rest[0], "is_failure", False)
         with self._lock:
-            if self._pending.pop(mid, None) is not None:
-                self.published += 1
-            else:
+            pending = self._pending.pop(mid, None)
+            if pending is None:
                 self._inline_confirmed.add(mid)
+                return
+            if refused:
+                self.dropped[REFUSED_BY_BROKER] += 1
+            else:
+                self.published += 1
+        if refused:
+            self._refused_by_broker(pending[1], rest[0])
+        elif mid == self._instance_mid:
+            self._instance_acknowledged = True
+        elif self._broker_refusal and pending[1] in self._broker_refusal:
+            self._broker_refusal = ""
+
+    def _refused_by_broker(self, topic, reason):
+        text = ("the broker refuses messages on {} ({}): check its ACL (with examples/mosquitto/acl, mqtt.username "
+                "must equal the device_id {!r})".format(topic, reason, self.topics.device))
+        if text != self._broker_refusal:
+            self._broker_refusal = text
+            log.error("mqtt: %s", text)
+            self._on_state()
+
+    def _check_instance(self, payload):
+        """A record not ours, present since ours was acknowledged: another live process publishes as us."""
+        try:
+            other = json.loads(payload.decode("utf-8"))
+        except ValueError:
+            return
+        if not isinstance(other, dict) or other.get("instance") in (None, self._instance["instance"]):
+            return
+        if self._instance_armed:
+            self._second_instance("the process {} on host {} (started {}, facewatch {})".format(
+                shown(other.get("pid")), shown(other.get("host")), local_time(other.get("started")),
+                shown(other.get("version"))))
 
     def _subscribe_commands(self, client):
         self._subscribe_wanted = False
         client.subscribe([(pattern, 1) for pattern in self.topics.commands])
 
     def _on_message(self, client, userdata, message):
+        if message.topic == self.topics.instance:
+            self._check_instance(message.payload)
+            return
         target = self.topics.command_target(message.topic)
         if target is not None and self._on_command:
             self._on_command(target[0], target[1], message.payload, getattr(message, "properties", None))
@@ -374,6 +438,19 @@ class MqttLink:
     def _set_problem(self, text):
         self._problem = text
         self._on_state()
+
+
+def shown(value, limit=64):
+    """Another client's field in a message of ours: short and printable."""
+    text = str(value)
+    return text if len(text) <= limit and text.isprintable() else ascii(text[:limit])
+
+
+def local_time(seconds):
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(seconds)))
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "at an unknown time"
 
 
 def correlation_properties(correlation_data):

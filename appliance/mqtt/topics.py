@@ -20,6 +20,7 @@ class Topics:
         self.detections = base + "/detections"
         self.telemetry = base + "/telemetry"
         self.reply = base + "/reply"
+        self.instance = base + "/instance"
         self.commands = (base + "/cmd/+", "{}/{}/cmd/+".format(prefix, ALL_DEVICES))
 
     def command_target(self, topic):
@@ -55,6 +56,11 @@ def engine_payload(**fields):
     payload = dict.fromkeys(ENGINE_FIELDS)
     payload.update(fields)
     return payload
+
+
+def instance_payload(instance, host, pid, started, version):
+    """Which process publishes as this device: a second one with the same device_id is told apart by it."""
+    return {"instance": instance, "host": host, "pid": pid, "started": round(started, 3), "version": version}
 
 
 REPLY_STATES = ("accepted", "progress", "done", "failed", "rejected")

@@ -22,7 +22,8 @@ CONNECT_TIMEOUT = 10.0
 
 class Controller:
     def __init__(self, host, port, prefix, protocol="5", username="", password=None, tls_ca="", tls_cert="",
-                 tls_key="", keepalive=30):
+                 tls_key="", keepalive=30, on_message=None):
+        """on_message(topic, payload bytes, retained) instead of queueing every message in self.messages."""
         self.prefix = prefix
         self.messages = queue.Queue()
         self._subscribed = threading.Event()
@@ -36,8 +37,9 @@ class Controller:
                                  tls_version=ssl.PROTOCOL_TLS_CLIENT)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = lambda *args: self._subscribed.set()
-        self._client.on_message = lambda client, userdata, message: self.messages.put(
-            (message.topic, bytes(message.payload), bool(message.retain)))
+        deliver = on_message or (lambda *message: self.messages.put(message))
+        self._client.on_message = lambda client, userdata, message: deliver(
+            message.topic, bytes(message.payload), bool(message.retain))
         try:
             self._client.connect(host, port, keepalive)
         except (OSError, ValueError) as exc:
