@@ -13,7 +13,8 @@ from appliance import config as configuration
 from appliance.camera import CONNECTING, ENDED, FAILED, RECONNECTING, STALLED, STREAMING, Camera
 from appliance.host import PsutilHost
 from appliance.mqtt import topics as contract
-from appliance.mqtt.link import CONNECTION_LOST, DISCONNECTED, QUEUE_FULL, REFUSED_BY_CLIENT, MqttLink
+from appliance.mqtt.link import (CONNECTION_LOST, DISCONNECTED, QUEUE_FULL, REFUSED_BY_BROKER, REFUSED_BY_CLIENT,
+                                 MqttLink)
 from appliance.pipeline import STAGES, Pipeline
 from appliance.remote.dispatcher import Dispatcher
 from appliance.remote.replay import ReplayGuard
@@ -84,7 +85,8 @@ def test_every_documented_config_key_exists(doc):
 
 def test_every_topic_and_status_value_is_documented(doc):
     names = contract.Topics("PREFIX", "DEVICE")
-    for topic in (names.status, names.engine, names.detections, names.telemetry, names.reply) + names.commands:
+    for topic in (names.status, names.engine, names.detections, names.telemetry, names.reply,
+                  names.instance) + names.commands:
         assert "`{}`".format(topic.replace("/+", "/NAME")) in doc, topic
     for value in (contract.ONLINE, contract.OFFLINE, contract.STOPPED):
         assert "`{}`".format(value) in doc
@@ -120,7 +122,7 @@ def test_every_telemetry_field_is_documented(doc, clip, tmp_path):
     fields = set(payload) | set(payload["camera"]) | set(payload["mqtt"]) | set(payload["host"]) | set(payload["fps"])
     fields |= set(payload["commands"])
     fields |= set(payload["dropped_frames"]) | set(payload["engine"]) | {"p50", "p90", "p99", "n"}
-    fields |= set(STAGES) | {DISCONNECTED, QUEUE_FULL, CONNECTION_LOST, REFUSED_BY_CLIENT}
+    fields |= set(STAGES) | {DISCONNECTED, QUEUE_FULL, CONNECTION_LOST, REFUSED_BY_CLIENT, REFUSED_BY_BROKER}
     for field in sorted(fields):
         assert "`{}`".format(field) in text, field
     for state in CAMERA_STATES:
