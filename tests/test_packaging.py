@@ -1,0 +1,23 @@
+"""What a wheel carries: every package folder, and every shipped file the code looks for."""
+import configparser
+import os
+
+from conftest import REPO_ROOT
+
+
+def test_every_folder_of_the_package_is_a_package_that_setuptools_finds():
+    for folder, _, names in os.walk(os.path.join(REPO_ROOT, "appliance")):
+        if "__pycache__" in folder or not any(n.endswith(".py") for n in names):
+            continue
+        assert "__init__.py" in names, "{} has no __init__.py: `packages = find:` leaves it out of the wheel".format(
+            os.path.relpath(folder, REPO_ROOT))
+
+
+def test_every_file_in_engines_and_the_demo_is_installed_as_data():
+    config = configparser.ConfigParser()
+    config.read(os.path.join(REPO_ROOT, "setup.cfg"))
+    listed = {line.strip() for value in config["options.data_files"].values() for line in value.splitlines() if line}
+    for folder in ("engines", os.path.join("examples", "demo")):
+        for name in os.listdir(os.path.join(REPO_ROOT, folder)):
+            assert os.path.join(folder, name) in listed, "{} is not in setup.cfg [options.data_files]".format(name)
+    assert "examples/facewatch.toml" in listed
