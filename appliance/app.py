@@ -35,6 +35,11 @@ THREAD_STOP_TIMEOUT = 5.0
 REBUILD_PRECISIONS = ("auto", "int8", "fp16", "fp32")
 
 
+def duration(seconds):
+    minutes, seconds = divmod(int(seconds), 60)
+    return "{} min {} s".format(minutes, seconds) if minutes else "{} s".format(seconds)
+
+
 class DaemonFailed(FacewatchError):
     """A thread of the daemon died; the message names it and its cause."""
 
@@ -231,8 +236,11 @@ class App:
                 fields.get("precision"), fields.get("phase"), 100 * (fields.get("progress") or 0)))
         log.info("engine: %s %s %s", fields.get("state"), fields.get("phase"), fields.get("progress"))
 
-    def _build_heartbeat(self, elapsed):
+    def _build_heartbeat(self, elapsed, cpu):
+        """Every second of a build whose child lives and works: systemd's start timeout moves on, and
+        STATUS= says for how long it has been building (TensorRT before 10.x reports no progress)."""
         self.notifier.extend_timeout(BUILD_TIMEOUT_EXTENSION)
+        self.notifier.status("{} (for {}, CPU {:.0f} s)".format(self._status_line(), duration(elapsed), cpu))
 
     # --- commands ----------------------------------------------------------------------------------------
 

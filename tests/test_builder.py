@@ -60,7 +60,8 @@ def test_a_silent_build_is_ended_by_its_timeout(model, tmp_path, monkeypatch):
     beats = []
     started = time.monotonic()
     with pytest.raises(BuildFailed, match="ran past its 3 s limit"):
-        run_build(job_for(model, str(tmp_path / "e.engine")), lambda *a: None, timeout=3.0, heartbeat=beats.append)
+        run_build(job_for(model, str(tmp_path / "e.engine")), lambda *a: None, timeout=3.0,
+                  heartbeat=lambda elapsed, cpu: beats.append(elapsed))
     assert time.monotonic() - started < 15
     assert len(beats) >= 2 and beats == sorted(beats)
     assert not worker_processes()
@@ -103,3 +104,19 @@ def test_a_build_child_dies_with_its_parent(model, tmp_path):
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     wait_until(lambda: not worker_processes(), 10, message="the orphaned build child to die")
+
+
+def test_a_silent_build_that_works_keeps_its_heartbeat_and_finishes(model, tmp_path, monkeypatch):
+    """As TensorRT before 10.x: nothing reported for seconds, CPU time used: the heartbeat goes on."""
+    monkeypatch.setenv("FACEWATCH_BUILD_FAULT", "silent:3")
+    beats = []
+    run_build(job_for(model, str(tmp_path / "e.engine")), lambda *a: None, stall_timeout=2.0,
+              heartbeat=lambda elapsed, cpu: beats.append((elapsed, cpu)))
+    assert len(beats) >= 2 and beats[-1][1] > beats[0][1] >= 0
+
+
+def test_a_build_with_no_output_and_no_cpu_time_is_stopped_as_hung(model, tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEWATCH_BUILD_FAULT", "hang")
+    with pytest.raises(BuildFailed, match="made no progress for [0-9]+ s .no output, no CPU time used"):
+        run_build(job_for(model, str(tmp_path / "e.engine")), lambda *a: None, stall_timeout=2.0)
+    assert not worker_processes()

@@ -3,7 +3,9 @@
 The job goes to the child on stdin (nothing is left on disk if either side is killed); the child runs in
 its own process group and dies with its parent. Its stdout carries JSON events, read on a helper thread
 so the parent keeps its own clock: it honours `timeout`, stops the build when `cancel` is set, and calls
-`heartbeat(elapsed_seconds)` at least every second while the child lives, even if TensorRT says nothing.
+`heartbeat(elapsed_seconds, cpu_seconds)` every second while the child lives and works, even if TensorRT
+(before 10.x) says nothing for many minutes. A child that neither reports nor uses CPU time for
+`stall_timeout` is taken as hung: it is stopped and the build fails, saying so.
 """
 import json
 import os
@@ -17,6 +19,8 @@ import time
 from appliance.errors import Cancelled
 
 TICK = 0.25
+STALL_TIMEOUT = 600.0
+CPU_PROGRESS = 0.05   # seconds of CPU time that count as working
 END_OF_OUTPUT = object()
 
 
@@ -39,7 +43,17 @@ def describe_exit(returncode):
     return "the build process exited with status {}".format(returncode)
 
 
-def run_build(job, on_progress, timeout=3600.0, cancel=None, heartbeat=None):
+def cpu_seconds(pid):
+    """User + system CPU time of a process, from /proc (0.0 where it cannot be read)."""
+    try:
+        with open("/proc/{}/stat".format(pid)) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def run_build(job, on_progress, timeout=3600.0, cancel=None, heartbeat=None, stall_timeout=STALL_TIMEOUT):
     """Build `job` in a child; on_progress(phase, progress, eta_seconds).
 
     Returns the build's seconds; raises BuildFailed, BuildCrashed, or Cancelled when `cancel` was set.
@@ -52,7 +66,8 @@ def run_build(job, on_progress, timeout=3600.0, cancel=None, heartbeat=None):
     outcome = {"error": None, "done": False}
     try:
         _send_job(child, job)
-        _follow(child, events, outcome, started, timeout, cancel, on_progress, heartbeat or (lambda elapsed: None))
+        _follow(child, events, outcome, Clock(started, timeout, stall_timeout), cancel, on_progress,
+                heartbeat or (lambda elapsed, cpu: None))
         returncode = child.wait()
     finally:
         _end(child)
@@ -83,24 +98,45 @@ def _read_events(stream, events):
     events.put(END_OF_OUTPUT)
 
 
-def _follow(child, events, outcome, started, timeout, cancel, on_progress, heartbeat):
-    last_beat = started
+class Clock:
+    """A build's time limits: the whole build, and the longest silence with no CPU time used."""
+
+    def __init__(self, started, timeout, stall_timeout):
+        self.started, self.timeout, self.stall_timeout = started, timeout, stall_timeout
+        self.last_activity = self.last_beat = started
+        self.cpu = 0.0
+
+    def check(self, now, pid):
+        """BuildFailed past a limit; else True when a heartbeat is due (every second)."""
+        if now - self.started > self.timeout:
+            raise BuildFailed("the build ran past its {:.0f} s limit and was stopped".format(self.timeout))
+        if now - self.last_beat < 1.0:
+            return False
+        self.last_beat = now
+        cpu = cpu_seconds(pid)
+        if cpu - self.cpu >= CPU_PROGRESS:
+            self.cpu, self.last_activity = cpu, now
+        if now - self.last_activity > self.stall_timeout:
+            raise BuildFailed("the build made no progress for {:.0f} s (no output, no CPU time used) and was "
+                              "stopped".format(now - self.last_activity))
+        return True
+
+
+def _follow(child, events, outcome, clock, cancel, on_progress, heartbeat):
     while True:
         now = time.monotonic()
         if cancel is not None and cancel.is_set():
             raise Cancelled("the build was stopped: facewatch is stopping")
-        if now - started > timeout:
-            raise BuildFailed("the build ran past its {:.0f} s limit and was stopped".format(timeout))
-        if now - last_beat >= 1.0:
-            heartbeat(now - started)
-            last_beat = now
+        if clock.check(now, child.pid):
+            heartbeat(now - clock.started, clock.cpu)
         try:
             event = events.get(timeout=TICK)
         except queue.Empty:
             continue
         if event is END_OF_OUTPUT:
             return
-        _handle(event, outcome, started, on_progress)
+        clock.last_activity = time.monotonic()
+        _handle(event, outcome, clock.started, on_progress)
 
 
 def _handle(event, outcome, started, on_progress):

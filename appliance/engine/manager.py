@@ -85,7 +85,7 @@ class EngineManager:
                 self.report(requested, precision, state="building", phase="waiting for process {}".format(holder),
                             progress=0.0)
             if self.heartbeat:
-                self.heartbeat(seconds)
+                self.heartbeat(seconds, 0.0)
         return waiting
 
     def load(self, requested="auto", force=False, strict=False):

@@ -7,7 +7,8 @@ parent (Linux PR_SET_PDEATHSIG), so a killed daemon leaves no build running.
 
 FACEWATCH_BUILD_FAULT injects faults for the tests: "sigkill" kills the child at its first phase;
 "sigkill:workspace>=N" only when the job's workspace_mb is at least N; "hang" makes the build sleep
-without a word until it is stopped.
+without a word until it is stopped; "silent:N" makes it work N seconds (CPU) without a word, as
+TensorRT before 10.x does, then finish.
 """
 import ctypes
 import json
@@ -38,6 +39,12 @@ def injected_fault(job):
     if fault == "hang":
         while True:
             time.sleep(60)
+    if fault.startswith("silent:"):
+        deadline = time.monotonic() + float(fault.split(":", 1)[1])
+        while time.monotonic() < deadline:
+            sum(i * i for i in range(10000))
+        os.environ["FACEWATCH_BUILD_FAULT"] = ""
+        return False
     if not fault.startswith("sigkill"):
         return False
     _, _, condition = fault.partition(":")

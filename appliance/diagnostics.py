@@ -1,0 +1,238 @@
+"""What `facewatch doctor` checks: each check returns Finding(s) with a level (ok, warn, fail), what was
+found, and a hint for what to do. A check that cannot run on this host says so as a warning; nothing here
+changes the system."""
+import importlib
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from typing import NamedTuple
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+CAMERA_GRACE = 3.0   # seconds beyond camera.open_timeout before an open is called hung
+
+Finding = NamedTuple("Finding", [("check", str), ("level", str), ("detail", str), ("hint", str)])
+
+
+def finding(check, level, detail, hint=""):
+    return Finding(check, level, detail, hint)
+
+
+def python_version():
+    version = platform.python_version()
+    level = OK if sys.version_info >= (3, 6) else FAIL
+    return [finding("python", level, "{} ({})".format(version, sys.executable), "" if level == OK else
+                    "facewatch needs Python 3.6 or newer")]
+
+
+PACKAGES = (("numpy", "numpy", True), ("opencv", "cv2", True), ("paho-mqtt", "paho.mqtt", True),
+            ("psutil", "psutil", True), ("Pillow", "PIL", True), ("onnxruntime", "onnxruntime", False),
+            ("tensorrt", "tensorrt", False), ("pycuda", "pycuda", False), ("jetson-stats", "jtop", False))
+
+
+def package_version(module_name):
+    """The module's version, or None when it does not import."""
+    try:
+        module = importlib.import_module(module_name)
+    except Exception:  # a package that is present but broken (a missing library) does not import either
+        return None
+    for attribute in ("__version__", "VERSION", "version"):
+        value = getattr(module, attribute, None)
+        if isinstance(value, str):
+            return value
+    return "present"
+
+
+def packages(on_jetson):
+    found = []
+    versions = {}
+    for name, module_name, required in PACKAGES:
+        version = package_version(module_name)
+        versions[name] = version
+        if version:
+            found.append(finding(name, OK, version))
+        elif required:
+            found.append(finding(name, FAIL, "missing", "pip install 'facewatch[cpu]' (or JetPack's own package)"))
+        elif name == "tensorrt" and on_jetson:
+            found.append(finding(name, WARN, "missing: ONNX Runtime on the CPU will be used",
+                                 "apt-get install python3-libnvinfer (JetPack), and make the venv see it "
+                                 "(--system-site-packages)"))
+        elif name == "pycuda" and versions.get("tensorrt"):
+            found.append(finding(name, FAIL, "missing: TensorRT needs it for its buffers",
+                                 "pip install 'facewatch[jetson]' (needs the CUDA toolkit)"))
+        else:
+            found.append(finding(name, OK, "not installed (not needed here)"))
+    if not versions["onnxruntime"] and not versions["tensorrt"]:
+        found.append(finding("backend", FAIL, "neither ONNX Runtime nor TensorRT is installed",
+                             "pip install 'facewatch[cpu]'"))
+    return found
+
+
+def jetson_release():
+    from appliance.engine.key import l4t_release
+    release = l4t_release()
+    if not release:
+        return [finding("jetson", OK, "not a Jetson (no /etc/nv_tegra_release)")]
+    model = read_text("/proc/device-tree/model").strip("\x00 \n") or "a Jetson"
+    return [finding("jetson", OK, "{}, L4T {}".format(model, release))]
+
+
+def read_text(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read(4096)
+    except OSError:
+        return ""
+
+
+def backend(config):
+    from appliance.backends import backend_module, resolve_backend
+    from appliance.errors import FacewatchError
+    try:
+        name = resolve_backend(config.engine.backend)
+        module = backend_module(name)
+        capabilities = module.capabilities(load_model())
+    except FacewatchError as exc:
+        return [finding("backend", FAIL, str(exc), "set engine.backend to one installed here")]
+    return [finding("backend", OK, "{} {}".format(name, module.version() if hasattr(module, "version") else "")),
+            finding("fast int8", OK if capabilities.fast_int8 else WARN,
+                    "yes" if capabilities.fast_int8 else "no: {} builds FP16 or FP32".format(name),
+                    "" if capabilities.fast_int8 else "INT8 needs a GPU (or CPU) with fast integer math"),
+            finding("fast fp16", OK, "yes" if capabilities.fast_fp16 else "no")]
+
+
+def load_model():
+    from appliance.manifest import load_model as load
+    return load()
+
+
+def gpu():
+    if package_version("pycuda") is None:
+        return [finding("gpu", OK, "no pycuda: no CUDA device used")]
+    try:
+        import pycuda.driver as cuda
+        cuda.init()
+        device = cuda.Device(0)
+        return [finding("gpu", OK, "{} (compute capability {}.{})".format(device.name(), *device.compute_capability()))]
+    except Exception as exc:  # pycuda raises its own kinds for a missing driver or device
+        return [finding("gpu", FAIL, "CUDA does not start: {}".format(exc),
+                        "check the NVIDIA driver; the service user needs the video group")]
+
+
+def opencv(config):
+    try:
+        import cv2
+    except ImportError:
+        return []
+    info = cv2.getBuildInformation()
+
+    def built_with(name):
+        match = re.search(r"{}:\s*(\w+)".format(name), info)
+        return bool(match) and match.group(1).upper() == "YES"
+    from appliance.sources import parse_source
+    kind = safe_kind(parse_source, config.camera.source)
+    gstreamer, ffmpeg = built_with("GStreamer"), built_with("FFMPEG")
+    found = [finding("opencv", OK, "{} (GStreamer {}, FFmpeg {})".format(
+        cv2.__version__, "yes" if gstreamer else "no", "yes" if ffmpeg else "no"))]
+    if kind == "gstreamer" and not gstreamer:
+        found.append(finding("gstreamer", FAIL, "camera.source needs GStreamer, which this OpenCV lacks",
+                             "on a Jetson use JetPack's OpenCV (apt: nvidia-opencv) and pip uninstall "
+                             "opencv-python-headless"))
+    if kind == "url" and not ffmpeg:
+        found.append(finding("ffmpeg", FAIL, "camera.source is a URL, and this OpenCV has no FFmpeg",
+                             "install an OpenCV built with FFmpeg"))
+    return found
+
+
+def safe_kind(parse, source):
+    try:
+        return parse(source).kind
+    except ValueError:
+        return "invalid"
+
+
+def camera(config):
+    """Open the configured camera and read one frame, within camera.open_timeout (+ a grace)."""
+    from appliance.camera import Camera, CameraError, open_capture
+    outcome = {}
+
+    def attempt():
+        try:
+            source = Camera(config.camera, threading.Event())
+            capture = open_capture(source.spec, config.camera)
+            try:
+                ok, image = capture.read()
+            finally:
+                capture.release()
+            outcome["result"] = (OK, "{}x{} from {}".format(image.shape[1], image.shape[0], source.name)) if ok \
+                else (FAIL, "{} opened but gave no frame".format(source.name))
+        except CameraError as exc:
+            outcome["result"] = (FAIL, str(exc))
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(config.camera.open_timeout + CAMERA_GRACE)
+    level, detail = outcome.get("result", (FAIL, "no answer within {:.0f} s".format(
+        config.camera.open_timeout + CAMERA_GRACE)))
+    return [finding("camera", level, detail, "" if level == OK else
+                    "check camera.source (ls /dev/video*, the URL in a player, the file's path)")]
+
+
+def broker(config):
+    """Connect with the configured credentials and TLS, as the daemon would."""
+    from appliance import config as configuration
+    from appliance.errors import FacewatchError
+    from appliance.remote.client import Controller
+    mqtt = config.mqtt
+    try:
+        password = configuration.secret(mqtt.password_file, "mqtt.password_file", "mqtt_password")
+        Controller(mqtt.host, mqtt.port, mqtt.prefix, mqtt.protocol, mqtt.username, password, mqtt.tls_ca,
+                   mqtt.tls_cert, mqtt.tls_key, mqtt.keepalive).close()
+    except FacewatchError as exc:
+        return [finding("broker", FAIL, str(exc), "check mqtt.host, mqtt.port, the credentials and TLS settings")]
+    return [finding("broker", OK, "{}:{} accepted the connection{}".format(
+        mqtt.host, mqtt.port, " as " + mqtt.username if mqtt.username else ""))]
+
+
+def engine_cache(config):
+    from appliance import files
+    from appliance.engine.store import EngineStore, StoreError
+    from appliance.paths import default_cache_dir
+    directory = config.engine.cache_dir or default_cache_dir()
+    if not os.path.isdir(directory):
+        return [finding("engine cache", OK, "{} does not exist yet: the first start builds an engine".format(directory))]
+    try:
+        entries = EngineStore(directory, read_only=True).entries()
+    except StoreError as exc:
+        return [finding("engine cache", FAIL, str(exc), "")]
+    broken = [e["name"] for e in entries if "broken" in e]
+    free = files.free_bytes(directory)
+    found = [finding("engine cache", OK if os.access(directory, os.W_OK) else WARN, "{}: {} engine(s){}{}".format(
+        directory, len(entries) - len(broken), ", {} broken (rebuilt when needed)".format(len(broken)) if broken else "",
+        "" if os.access(directory, os.W_OK) else ", not writable by this user"))]
+    if free is not None and free < 64 << 20:
+        found.append(finding("disk", FAIL, "{} free where engines are kept".format(files.human_bytes(free)),
+                             "free some space: a build needs tens of megabytes"))
+    elif free is not None:
+        found.append(finding("disk", OK, "{} free where engines are kept".format(files.human_bytes(free))))
+    return found
+
+
+def systemd_unit():
+    if not shutil.which("systemctl") or not os.path.isdir("/run/systemd/system"):
+        return [finding("systemd", OK, "not running under systemd here")]
+    state = run_quietly(["systemctl", "is-active", "facewatch"])
+    enabled = run_quietly(["systemctl", "is-enabled", "facewatch"])
+    level = OK if state == "active" else (FAIL if state == "failed" else WARN)
+    return [finding("systemd", level, "facewatch.service {}, {}".format(state or "unknown", enabled or "not installed"),
+                    "" if level == OK else "journalctl -u facewatch -n 50 says why")]
+
+
+def run_quietly(command):
+    try:
+        return subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True,
+                              timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
