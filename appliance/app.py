@@ -10,14 +10,16 @@ import threading
 import time
 
 from appliance import config as configuration
-from appliance import validators
+from appliance import __version__, validators
 from appliance.camera import Camera
 from appliance.detections import faces_as_json
 from appliance.errors import Cancelled, FacewatchError
 from appliance.host import open_host_sensors
+from appliance.homeassistant import Discovery
+from appliance.snapshot import Snapshots
 from appliance.mqtt import topics as contract
 from appliance.mqtt.link import MqttLink, correlation_properties
-from appliance.paths import default_state_dir
+from appliance.paths import default_cache_dir, default_state_dir
 from appliance.pipeline import Pipeline
 from appliance.publish_policy import make_policy
 from appliance.rebuild import Rebuilder
@@ -55,19 +57,24 @@ class App:
         self.started_at = time.monotonic()
         self.mqtt = self.detector = self.camera = self.pipeline = self.host = None
         self.engine = self.commands = self.rebuilder = None
+        self.frame_size = None
         self.engine_state = {}
         self.phase = "starting"
         self._host_error = None
         self._policy = make_policy(config.detections)
         self._seq = 0
+        self._faces_seen = 0
+        self.snapshots = Snapshots(config.snapshot, self._publish_snapshot)
 
     def start(self):
         self._connect_mqtt()
         self._listen_for_commands()
-        self._open_engine()
         self._start_camera()
+        self._learn_frame_size()
+        self._open_engine()
         self._start_pipeline()
         self._open_host_sensors()
+        self._announce_to_home_assistant()
         self._announce_ready()
 
     def stop(self, final_status=contract.STOPPED):
@@ -128,25 +135,37 @@ class App:
         self.mqtt = MqttLink(settings, self.topics, password, on_state=self._refresh_status)
         self.mqtt.start(self.supervisor)
 
+    def _start_camera(self):
+        self.camera = Camera(self.config.camera, self.stop_event, on_state=self._refresh_status)
+        self.supervisor.start("camera", self.camera.run, may_end=True)
+
+    def _learn_frame_size(self):
+        """The engine is shaped to the camera's frames: their size, if the camera delivers within
+        camera.open_timeout; else the configured size (or 640x480), switched hot once frames come."""
+        from appliance.engine.setup import configured_frame_size
+        self._set_phase("waiting for the camera")
+        self.frame_size = self.camera.wait_for_frame_size(self.config.camera.open_timeout)
+        if self.frame_size is None:
+            self.frame_size = configured_frame_size(self.config)
+            log.warning("camera: no frame within %.0f s; building for %dx%d frames for now and switching once "
+                        "frames arrive", self.config.camera.open_timeout, *self.frame_size)
+
     def _open_engine(self):
         """Build what is missing (first boot), then load and warm up; progress on the engine topic."""
         from appliance.engine.setup import manager_for
         self._set_phase("checking engine")
         manager = manager_for(self.config, report=self._report_engine, cancel=self.stop_event,
-                              heartbeat=self._build_heartbeat)
+                              heartbeat=self._build_heartbeat, frame_size=self.frame_size)
         self.engine, self.detector = manager.load(self.config.engine.precision)
         self._set_phase("warming up")
         self.detector.warm_up()
 
-    def _start_camera(self):
-        self.camera = Camera(self.config.camera, self.stop_event, on_state=self._refresh_status)
-        self.supervisor.start("camera", self.camera.run, may_end=True)
-
     def _start_pipeline(self):
         self.pipeline = Pipeline(self.camera, self.detector, self._publish_result, self.stop_event,
-                                 on_progress=self.notifier.progress).start(self.supervisor)
+                                 on_progress=self.notifier.progress, on_frame_size=self._frame_size_seen)
         self.rebuilder = Rebuilder(self._engine_manager, self.pipeline, lambda: self.engine, self._served,
-                                   self.config.engine, self.supervisor, self.stop_event)
+                                   self.config.engine, self.supervisor, self.stop_event, lambda: self.frame_size)
+        self.pipeline.start(self.supervisor)
 
     def _listen_for_commands(self):
         """Signed commands on PREFIX/DEVICE/cmd/NAME and PREFIX/all/cmd/NAME, from a table of handlers; from
@@ -159,14 +178,22 @@ class App:
         except OSError as exc:
             raise FacewatchError("cannot create the state folder {} for the command replay record: {}; set "
                                  "commands.state_dir".format(state_dir, exc.strerror or exc))
-        handlers = {"rebuild": self._rebuild_command, "status": self._status_command}
+        handlers = {"rebuild": self._rebuild_command, "status": self._status_command,
+                    "snapshot": self._snapshot_command}
         self.commands = Dispatcher(self.topics.device, key, settings.allow_unsigned, ReplayGuard(state_dir),
                                    handlers, self._send_reply, self.stop_event)
         self.supervisor.start("commands", self.commands.run)
         self.mqtt.listen(self.commands.submit)
 
     def _open_host_sensors(self):
-        self.host = open_host_sensors()
+        self.host = open_host_sensors(disk_path=self.config.engine.cache_dir or default_cache_dir())
+
+    def _announce_to_home_assistant(self):
+        """Discovery configs when homeassistant.discovery is on; removes earlier ones when it is off."""
+        state_dir = self.config.commands.state_dir or default_state_dir()
+        discovery = Discovery(self.config.homeassistant, self.topics, __version__, state_dir,
+                              lambda topic, payload: self.mqtt.publish(topic, payload, qos=1, retain=True))
+        discovery.apply(self._host_sample())
 
     def _announce_ready(self):
         self.phase = "detecting on {}".format(self.camera.name)
@@ -202,13 +229,33 @@ class App:
     # --- while running -------------------------------------------------------------------------------
 
     def _serve(self, until):
-        interval = self.config.telemetry.interval
+        """Telemetry every telemetry.interval, a summary line in the log every telemetry.log_interval."""
+        interval, log_interval = self.config.telemetry.interval, self.config.telemetry.log_interval
         next_telemetry = time.monotonic() + interval
-        while not self.stop_event.wait(max(0.0, next_telemetry - time.monotonic())):
-            self.publish_telemetry()
-            next_telemetry = max(next_telemetry + interval, time.monotonic())
+        next_summary = time.monotonic() + log_interval
+        while not self.stop_event.wait(max(0.0, min(next_telemetry, next_summary) - time.monotonic())):
+            now = time.monotonic()
+            if now >= next_telemetry:
+                self.publish_telemetry()
+                next_telemetry = max(next_telemetry + interval, now)
+            if now >= next_summary:
+                log.info("%s", self._summary_line())
+                next_summary = max(next_summary + log_interval, now)
             if until and until():
                 return
+
+    def _summary_line(self):
+        """One line of how it goes, as DeepStream's perf line: fps, latency, faces, camera, broker."""
+        stats = self.pipeline.stats()
+        total = stats["latency_ms"].get("total", {})
+        mqtt = self.mqtt.stats()
+        camera = self.camera.stats()
+        return ("perf: {inference:.1f} fps (capture {capture:.1f}), capture->publish p50 {p50} ms p99 {p99} ms, "
+                "{faces} faces, camera {camera}, broker {broker} (queue {queue}), dropped {dropped}").format(
+            inference=stats["fps"]["inference"], capture=stats["fps"]["capture"], p50=total.get("p50", "-"),
+            p99=total.get("p99", "-"), faces=self._faces_seen, camera=camera["state"],
+            broker="connected" if mqtt["connected"] else "disconnected", queue=mqtt["queue"],
+            dropped=sum(stats["dropped_frames"].values()))
 
     def _set_phase(self, text):
         self.phase = text
@@ -255,28 +302,47 @@ class App:
         checked_args(command, {})
         command.reply("done", status=self.status())
 
+    def _snapshot_command(self, command):
+        """The latest frame, annotated, on PREFIX/DEVICE/snapshot now (whatever snapshot.enabled says)."""
+        checked_args(command, {})
+        size = self.snapshots.take()
+        if size is None:
+            command.reply("failed", ok=False, error="no frame has been processed yet")
+        else:
+            command.reply("done", topic=self.topics.snapshot, bytes=size)
+
     def status(self):
         """The telemetry message's content once detecting; before that, the phase and the engine's state."""
         if self.pipeline is None:
             return {"phase": self.phase, "engine": self._engine_summary()}
         return dict(self.telemetry(), phase=self.phase)
 
-    def _engine_manager(self, report):
+    def _engine_manager(self, report, frame_size):
         """A manager for a rebuild: its reports go to the engine topic and to the commander."""
         from appliance.engine.setup import manager_for
 
         def both(**fields):
             self._report_engine(**fields)
             report(**fields)
-        return manager_for(self.config, report=both, cancel=self.stop_event)
+        return manager_for(self.config, report=both, cancel=self.stop_event, frame_size=frame_size)
+
+    def _frame_size_seen(self, frame_size):
+        """On the inference thread, when frames of a new size arrive: switch to the matching engine."""
+        from appliance.engine.setup import network_size_for
+        self.frame_size = frame_size
+        if network_size_for(self.config, frame_size) != self.engine.size:
+            log.info("camera: frames are now %dx%d; switching to the engine for that size", *frame_size)
+            self.rebuilder.reshape(frame_size)
 
     def _served(self, engine, error):
         """After a rebuild: `engine` serves; an error (the build failed) goes on the engine topic beside it."""
         self.engine = engine
         self._set_phase("detecting on {}".format(self.camera.name))
         if error:
+            width, height = engine.size
             self._publish_engine_state(state="ready", progress=1.0, key=engine.name, precision=engine.precision,
-                                       error=error)
+                                       input_shape=[1, 3, height, width], latency_ms=engine.latency_ms,
+                                       choice_reason=engine.choice_reason, error=error)
 
     def _send_reply(self, command_id, name, state, ok, error, fields, properties):
         """On PREFIX/DEVICE/reply, or on the MQTT 5 response topic (with the correlation data) when given."""
@@ -289,6 +355,8 @@ class App:
         self.mqtt.publish(topic, payload, qos=1, properties=extra)
 
     def _publish_result(self, result):
+        self._faces_seen = len(result.detections.boxes)
+        self.snapshots.offer(result.frame.image, result.detections)
         for listener in self.listeners:
             listener(result)
         if not self._policy.should_publish(result.detections):
@@ -303,10 +371,11 @@ class App:
         return contract.telemetry_payload(
             uptime=time.monotonic() - self.started_at, pipeline=self.pipeline.stats(),
             camera=self.camera.stats(), engine=self._engine_summary(), mqtt=self.mqtt.stats(),
-            host=self._host_sample(), commands=commands)
+            host=self._host_sample(), commands=commands, faces=self._faces_seen, snapshot=self.snapshots.stats())
 
     def _engine_summary(self):
-        return {k: self.engine_state.get(k) for k in ("state", "backend", "precision", "key", "error")}
+        return {k: self.engine_state.get(k) for k in ("state", "backend", "precision", "key", "input_shape",
+                                                     "latency_ms", "error")}
 
     def _host_sample(self):
         """Host readings; a sensor source that fails is reported in the message, not only logged."""
@@ -321,6 +390,9 @@ class App:
                 log.warning("host sensors: %s", message)
             self._host_error = message
             return {"source": self.host.name, "error": message}
+
+    def _publish_snapshot(self, jpeg):
+        self.mqtt.publish(self.topics.snapshot, jpeg, qos=0, retain=True)
 
     def publish_telemetry(self):
         self.mqtt.publish(self.topics.telemetry, self.telemetry(), qos=self.config.telemetry.qos)

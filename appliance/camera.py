@@ -31,6 +31,7 @@ CONNECTING, STREAMING, STALLED, RECONNECTING, ENDED, FAILED = (
     "connecting", "streaming", "stalled", "reconnecting", "ended", "failed")
 DEFAULT_FILE_FPS = 25.0
 MAX_FILE_FPS = 1000.0
+IDLE_DECODE_INTERVAL = 1.0  # seconds between decoded frames while nothing takes them
 
 
 class CameraError(FacewatchError):
@@ -103,8 +104,15 @@ class Camera:
         self._next_index = 0
         self.state = CONNECTING
         self.error = ""
-        self.frames = 0
-        self.dropped = 0
+        self.frames = 0           # grabbed from the source
+        self.skipped = 0          # grabbed, not decoded: the pipeline would not have taken them
+        self.dropped = 0          # decoded, then replaced by a newer one before the pipeline took them
+        self.frame_size = None    # (width, height) of the latest decoded frame
+        self._waiting = 0
+        self._handed_at = None
+        self._handout_interval = 0.0
+        self._last_grab = None
+        self._grab_interval = 0.0
         self.reconnects = 0
         self.last_frame_at = None
         self.capture_rate = RateMeter()
@@ -119,13 +127,21 @@ class Camera:
         ended (or failed) with nothing left to hand out."""
         deadline = time.monotonic() + timeout
         with self._condition:
-            while self._latest is None or self._latest is self._handed:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._stop.is_set() or self.finished():
-                    return None
-                self._condition.wait(remaining)
+            self._waiting += 1
+            try:
+                while self._latest is None or self._latest is self._handed:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self._stop.is_set() or self.finished():
+                        return None
+                    self._condition.wait(remaining)
+            finally:
+                self._waiting -= 1
             frame = self._latest
             self._handed = frame
+            now = time.monotonic()
+            if self._handed_at is not None:
+                self._handout_interval = ewma(self._handout_interval, now - self._handed_at)
+            self._handed_at = now
             self._condition.notify_all()
             return frame
 
@@ -140,7 +156,8 @@ class Camera:
     def stats(self):
         age = time.monotonic() - self.last_frame_at if self.last_frame_at else None
         return {"state": self.state, "source": self.name, "kind": self.spec.kind,
-                "frames": self.frames, "dropped": self.dropped, "reconnects": self.reconnects,
+                "frames": self.frames, "skipped": self.skipped, "dropped": self.dropped,
+                "reconnects": self.reconnects, "frame_size": list(self.frame_size) if self.frame_size else None,
                 "frame_age_ms": None if age is None else round(age * 1000, 1), "error": self.error}
 
     def run(self):
@@ -193,7 +210,10 @@ class Camera:
                 delay = min(delay * 2, self.settings.reconnect_max)
 
     def _stream(self, capture):
-        """Read until the source ends, stalls or we stop. -> (outcome, frames delivered)."""
+        """Read until the source ends, stalls or we stop. -> (outcome, frames delivered).
+
+        Every frame is grabbed; only those the pipeline will take are decoded (retrieve). A file's first
+        frame waits for the pipeline, so a clip plays from its start however long the engine takes."""
         is_file = self.spec.kind == "file"
         period = 1.0 / file_fps(capture) if is_file and self.settings.realtime else 0.0
         every_frame = is_file and not self.settings.realtime
@@ -203,9 +223,13 @@ class Camera:
         last_good = time.monotonic()
         delivered = 0
         while not self._stop.is_set():
-            ok, image = capture.read()
+            grabbed = capture.grab()
             now = time.monotonic()
-            if not ok or image is None:
+            image = None
+            if grabbed and (every_frame or self._wanted(now)):
+                grabbed, image = capture.retrieve()
+                grabbed = grabbed and image is not None
+            if not grabbed:
                 if is_file:
                     return ENDED, delivered
                 if now - last_good > self.settings.stall_timeout:
@@ -213,34 +237,70 @@ class Camera:
                 self._stop.wait(0.02)
                 continue
             last_good = now
-            self._publish(image, now)
-            delivered += 1
-            if every_frame:
+            self._grabbed(now)
+            if image is not None:
+                self._publish(image, now)
+                delivered += 1
+            if image is not None and (every_frame or (is_file and delivered == 1)):
                 self._wait_until_handed()
+                next_due = time.monotonic()
             elif period:
                 next_due = max(next_due + period, now - period)
                 self._stop.wait(max(0.0, next_due - time.monotonic()))
         return "stopped", delivered
 
+    def _grabbed(self, now):
+        """A frame came from the source (decoded or not): count it, learn the source's pace."""
+        self._next_index += 1
+        self.frames += 1
+        self.last_frame_at = now
+        if self._last_grab is not None:
+            self._grab_interval = ewma(self._grab_interval, now - self._last_grab)
+        self._last_grab = now
+        self.capture_rate.tick()
+
+    def _wanted(self, now):
+        """Decode this frame? Yes when the pipeline waits for one, or will ask before the next frame comes
+        (its pace learned from the hand-outs); else it is skipped undecoded and counted."""
+        with self._condition:
+            if self._waiting:
+                return True
+            if self._handed_at is None:  # nobody has asked yet (the engine is being built): one a second
+                if self._latest is None or now - self._latest.captured >= IDLE_DECODE_INTERVAL:
+                    return True
+                self.skipped += 1
+                return False
+            expected_ask = self._handed_at + self._handout_interval
+        if now + self._grab_interval >= expected_ask:
+            return True
+        self.skipped += 1
+        return False
+
     def _publish(self, image, now):
         if self.state != STREAMING:
             self._set_state(STREAMING, "")
             log.info("camera: streaming from %s", self.name)
-        frame = Frame(image, self._next_index, now, time.time())
-        self._next_index += 1
+        frame = Frame(image, self._next_index - 1, now, time.time())
         with self._condition:
             if self._latest is not None and self._latest is not self._handed:
                 self.dropped += 1
             self._latest = frame
-            self.frames += 1
-            self.last_frame_at = now
+            self.frame_size = (image.shape[1], image.shape[0])
             self._condition.notify_all()
-        self.capture_rate.tick()
 
     def _wait_until_handed(self):
         with self._condition:
             while self._latest is not self._handed and not self._stop.is_set():
                 self._condition.wait(0.5)
+
+    def wait_for_frame_size(self, timeout):
+        """(width, height) of the source's frames, waiting up to `timeout` s for the first one; None if
+        none came (or facewatch is stopping)."""
+        deadline = time.monotonic() + timeout
+        while self.frame_size is None and not self.finished() and time.monotonic() < deadline:
+            if self._stop.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
+                break
+        return self.frame_size
 
     def _set_state(self, state, error):
         changed = (state, error) != (self.state, self.error)
@@ -254,6 +314,11 @@ class Camera:
         if self.state in (STREAMING, ENDED):
             return ""
         return "{}{}".format(self.state, ": " + self.error if self.error else "")
+
+
+def ewma(average, sample, weight=0.2):
+    """An exponentially weighted moving average; the first sample is taken as it is."""
+    return sample if average == 0.0 else average + weight * (sample - average)
 
 
 def file_fps(capture):

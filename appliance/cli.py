@@ -12,7 +12,7 @@ INTERNAL_ERROR = "internal error:"
 
 COMMANDS = (
     ("run", "appliance.commands.run", "the daemon, in the foreground (what systemd starts)"),
-    ("demo", "appliance.commands.demo", "the whole daemon on a bundled clip, CPU backend, no camera or broker needed"),
+    ("demo", "appliance.commands.demo", "the whole daemon on a bundled clip, CPU backend, a private broker, no camera needed"),
     ("detect", "appliance.commands.detect", "one-shot face detection on images"),
     ("engines", "appliance.commands.engines", "build, check and list inference engines"),
     ("calibrate", "appliance.commands.calibrate", "make an INT8 calibration table and Q/DQ model from images"),

@@ -80,6 +80,13 @@ SCHEMA = collections.OrderedDict([
     ("telemetry", collections.OrderedDict([
         ("interval", field(float, 10.0, 0.2, 86400.0)),
         ("qos", field(int, 0, 0, 2)),
+        ("log_interval", field(float, 60.0, 1.0, 86400.0)),
+    ])),
+    ("snapshot", collections.OrderedDict([
+        ("enabled", field(bool, True)),
+        ("interval", field(float, 10.0, 0.5, 86400.0)),
+        ("quality", field(int, 80, 10, 100)),
+        ("max_width", field(int, 640, 64, 7680)),
     ])),
     ("engine", collections.OrderedDict([
         ("backend", field(str, "auto", choices=("auto", "tensorrt", "onnxruntime"))),
@@ -87,6 +94,7 @@ SCHEMA = collections.OrderedDict([
         ("cache_dir", field(str, "", check=validators.folder_path)),
         ("threads", field(int, 0, 0, 256)),
         ("workspace_mb", field(int, 256, 16, 65536)),
+        ("input_size", field(int, 640, 128, 1920, check=validators.multiple_of(32))),
         ("rebuild_mode", field(str, "auto", choices=("auto", "hot", "paused"))),
     ])),
     ("commands", collections.OrderedDict([

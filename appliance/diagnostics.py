@@ -72,7 +72,7 @@ def packages(on_jetson):
 
 
 def jetson_release():
-    from appliance.engine.key import l4t_release
+    from appliance.platform_facts import l4t_release
     release = l4t_release()
     if not release:
         return [finding("jetson", OK, "not a Jetson (no /etc/nv_tegra_release)")]
@@ -89,15 +89,15 @@ def read_text(path):
 
 
 def backend(config):
-    from appliance.backends import backend_module, resolve_backend
+    from appliance.backends import load_backend, resolve_backend
     from appliance.errors import FacewatchError
     try:
         name = resolve_backend(config.engine.backend)
-        module = backend_module(name)
-        capabilities = module.capabilities(load_model())
+        chosen = load_backend(name)
+        capabilities = chosen.capabilities(load_model())
     except FacewatchError as exc:
         return [finding("backend", FAIL, str(exc), "set engine.backend to one installed here")]
-    return [finding("backend", OK, "{} {}".format(name, module.version() if hasattr(module, "version") else "")),
+    return [finding("backend", OK, "{} {}".format(name, chosen.version())),
             finding("fast int8", OK if capabilities.fast_int8 else WARN,
                     "yes" if capabilities.fast_int8 else "no: {} builds FP16 or FP32".format(name),
                     "" if capabilities.fast_int8 else "INT8 needs a GPU (or CPU) with fast integer math"),

@@ -2,7 +2,8 @@
 
 The camera thread keeps only the newest frame (older ones are counted as dropped). The inference thread
 runs pre-processing, the engine and post-processing and times each. The publish thread serialises and
-hands results to MQTT, so a slow broker never holds the engine. `on_progress` is called after every
+hands results to MQTT, so a slow broker never holds the engine. Frames whose size changes are reported
+(on_frame_size), so that the daemon can switch to the engine shaped for them. `on_progress` is called after every
 frame processed and every idle wait on the camera: a stalled engine stops calling it. Both loops run
 under the daemon's Supervisor: an exception ends the daemon with its cause, never only a log line.
 """
@@ -19,15 +20,19 @@ Result = NamedTuple("Result", [("frame", object), ("detections", object), ("late
 
 
 class Pipeline:
-    def __init__(self, camera, detector, publish, stop_event, on_progress=None, queue_size=8):
+    def __init__(self, camera, detector, publish, stop_event, on_progress=None, on_frame_size=None, queue_size=8):
+        """on_frame_size(size) is called on the inference thread when the frames' (width, height) changes."""
         self.camera = camera
         self._detector = detector
         self._publish = publish
         self._stop = stop_event
         self._on_progress = on_progress or (lambda: None)
+        self._on_frame_size = on_frame_size or (lambda size: None)
+        self._frame_size = None
         self._results = queue.Queue(maxsize=queue_size)
         self.timings = StageTimings(STAGES)
         self.inference_rate = RateMeter()
+        self.publish_rate = RateMeter()
         self.processed = 0
         self.queue_dropped = 0
         self.paused_skipped = 0
@@ -67,10 +72,17 @@ class Pipeline:
                     self._stop.wait(0.5)
                 continue
             self.idle.clear()
+            self._note_frame_size(frame.image)
             with self._detector_lock:
                 result = self._process(frame, self._detector)
             self._results_put(result)
             self._on_progress()
+
+    def _note_frame_size(self, image):
+        size = (image.shape[1], image.shape[0])
+        if size != self._frame_size:
+            self._frame_size = size
+            self._on_frame_size(size)
 
     def _process(self, frame, detector):
         started = time.monotonic()
@@ -107,12 +119,14 @@ class Pipeline:
                 continue
             started = time.monotonic()
             self._publish(result)
+            self.publish_rate.tick()
             self.timings.add("publish", time.monotonic() - started)
             self.timings.add("total", time.monotonic() - result.frame.captured)
 
     def stats(self):
         return {
-            "fps": {"capture": self.camera.capture_rate.rate(), "inference": self.inference_rate.rate()},
+            "fps": {"capture": self.camera.capture_rate.rate(), "inference": self.inference_rate.rate(),
+                    "publish": self.publish_rate.rate()},
             "latency_ms": self.timings.percentiles(),
             "dropped_frames": {"camera": self.camera.dropped, "queue": self.queue_dropped,
                                "paused": self.paused_skipped},

@@ -36,11 +36,25 @@ def choose_mode(setting, engine_bytes, workspace_mb, available):
         files.human_bytes(available), files.human_bytes(needed))
 
 
+class CameraOrder:
+    """A rebuild facewatch orders itself when the camera's frames change size: a command without a sender
+    (its replies go to the log; the engine topic says the rest)."""
+
+    def __init__(self, frame_size):
+        self.frame_size = frame_size
+        self.id = "camera-{}x{}".format(*frame_size)
+
+    def reply(self, state, ok=True, **fields):
+        log.info("engine for %s frames: %s%s", "x".join(map(str, self.frame_size)), state,
+                 ": " + fields["error"] if fields.get("error") else "")
+
+
 class Rebuilder:
     def __init__(self, make_manager, pipeline, serving, on_served, settings, supervisor, stop_event,
-                 measure_memory=available_memory):
-        """make_manager(report) -> EngineManager; serving() -> the Engine in use; on_served(engine, error)
-        republishes the engine state after a rebuild (the new engine, or the old one with the error)."""
+                 frame_size, measure_memory=available_memory):
+        """make_manager(report, frame_size) -> EngineManager; serving() -> the Engine in use;
+        on_served(engine, error) republishes the engine state after a rebuild (the new engine, or the old one
+        with the error); frame_size() -> (width, height) of the camera's frames now."""
         self._make_manager = make_manager
         self._pipeline = pipeline
         self._serving = serving
@@ -48,8 +62,11 @@ class Rebuilder:
         self._settings = settings
         self._supervisor = supervisor
         self._stop = stop_event
+        self._frame_size = frame_size
         self._measure_memory = measure_memory
         self._lock = threading.Lock()
+        self._pending_size = None
+        self._refused_sizes = set()
         self.running = None
 
     def start(self, command, precision, force):
@@ -63,29 +80,51 @@ class Rebuilder:
         command.reply("accepted", mode=mode, mode_reason=why, precision=precision, force=force,
                       inference="paused during the build" if mode == "paused" else "continues during the build")
         log.info("rebuild %s: %s %s (%s)", command.id, precision, mode, why)
-        self._supervisor.start("rebuild", lambda: self._run(command, precision, force, mode), may_end=True)
+        frame_size = getattr(command, "frame_size", None) or self._frame_size()
+        self._supervisor.start("rebuild", lambda: self._run(command, precision, force, mode, frame_size),
+                               may_end=True)
 
-    def _run(self, command, precision, force, mode):
+    def reshape(self, frame_size):
+        """The camera now delivers frames of frame_size: build (or reuse) the matching engine and switch to
+        it, hot by the same rule as a rebuild. Once a build is running, the newest size waits for it; a size
+        whose build failed is not tried again (the engine topic says why)."""
+        if frame_size in self._refused_sizes:
+            return
+        try:
+            self.start(CameraOrder(frame_size), self._settings.precision, False)
+        except Rejected:
+            self._pending_size = frame_size
+
+    def _run(self, command, precision, force, mode, frame_size):
         try:
             if mode == "paused":
                 self._pipeline.pause()
-            engine = self._build_and_swap(command, precision, force)
+            engine = self._build_and_swap(command, precision, force, frame_size)
             self._on_served(engine, None)
             command.reply("done", precision=engine.precision, requested_precision=precision, key=engine.name,
-                          built=engine.built_now, fallback_reason=engine.fallback_reason)
+                          built=engine.built_now, fallback_reason=engine.fallback_reason,
+                          latency_ms=engine.latency_ms, choice_reason=engine.choice_reason)
         except Cancelled:
             self._on_served(self._serving(), "rebuild {} stopped: facewatch stopped".format(command.id))
             command.reply("failed", ok=False, error="stopped: facewatch is stopping")
         except FacewatchError as exc:
             log.warning("rebuild %s failed: %s; the serving engine stays", command.id, exc)
+            if isinstance(command, CameraOrder):
+                self._refused_sizes.add(frame_size)
             self._on_served(self._serving(), "rebuild {} failed: {}".format(command.id, exc))
             command.reply("failed", ok=False, error="{}; the serving engine stays".format(exc))
         finally:
             self._pipeline.resume()
             with self._lock:
                 self.running = None
+            self._start_pending()
 
-    def _build_and_swap(self, command, precision, force):
+    def _start_pending(self):
+        size, self._pending_size = self._pending_size, None
+        if size is not None and not self._stop.is_set():
+            self.reshape(size)
+
+    def _build_and_swap(self, command, precision, force, frame_size):
         reported = {"phase": None, "progress": -1.0}
 
         def progress(**fields):
@@ -94,7 +133,7 @@ class Rebuilder:
                     phase != reported["phase"] or fraction - reported["progress"] >= PROGRESS_EVERY):
                 reported.update(phase=phase, progress=fraction)
                 command.reply("progress", phase=phase, fraction=round(fraction, 3), eta_s=fields.get("eta_s"))
-        manager = self._make_manager(progress)
+        manager = self._make_manager(progress, frame_size)
         engine, detector = manager.load(precision, force=force)
         try:
             detector.warm_up()
@@ -103,4 +142,3 @@ class Rebuilder:
             raise
         self._pipeline.swap_detector(detector).close()
         return engine
-

@@ -1,31 +1,80 @@
 """Rolling per-stage timings and rates for telemetry."""
 import collections
+import math
 import threading
 import time
 
 import numpy as np
 
 
-class StageTimings:
-    """Keeps the last `window` durations of each stage; reports p50/p90/p99 in milliseconds."""
+class LatencyHistogram:
+    """Durations counted in log-spaced buckets, each 2 % wide, from 10 µs to 1000 s: any percentile within
+    2 % from a fixed array of counts, however many samples were added."""
 
-    def __init__(self, stages, window=500):
+    LOWEST_MS = 0.01
+    RATIO = 1.02
+    BUCKETS = int(math.ceil(math.log(1e6 / LOWEST_MS) / math.log(RATIO))) + 1
+
+    def __init__(self):
+        self.counts = np.zeros(self.BUCKETS, np.int64)
+        self.largest_ms = 0.0
+
+    def add(self, milliseconds):
+        index = int(math.log(max(milliseconds, self.LOWEST_MS) / self.LOWEST_MS) / math.log(self.RATIO))
+        self.counts[min(index, self.BUCKETS - 1)] += 1
+        self.largest_ms = max(self.largest_ms, milliseconds)
+
+    def merged(self, others):
+        total = LatencyHistogram()
+        for other in [self] + list(others):
+            total.counts += other.counts
+            total.largest_ms = max(total.largest_ms, other.largest_ms)
+        return total
+
+    def percentile(self, q):
+        """The q-th percentile (0..100) in ms: the middle of the bucket that holds it, never above the largest."""
+        count = int(self.counts.sum())
+        rank = max(1, int(math.ceil(q / 100.0 * count)))
+        index = int(np.searchsorted(np.cumsum(self.counts), rank))
+        middle = self.LOWEST_MS * self.RATIO ** (index + 0.5)
+        return min(middle, self.largest_ms)
+
+
+class StageTimings:
+    """Per-stage latency over the last `window` seconds, kept as histograms of `slices` parts of it (the
+    oldest part is dropped as time moves on): p50/p90/p95/p99 and the largest, in milliseconds."""
+
+    def __init__(self, stages, window=60.0, slices=6, clock=time.monotonic):
         self._lock = threading.Lock()
-        self._samples = collections.OrderedDict((stage, collections.deque(maxlen=window)) for stage in stages)
+        self._clock = clock
+        self._slice_seconds = window / slices
+        self._slices = slices
+        self._histograms = collections.OrderedDict((stage, collections.deque()) for stage in stages)
 
     def add(self, stage, seconds):
+        now_slice = int(self._clock() // self._slice_seconds)
         with self._lock:
-            self._samples[stage].append(seconds)
+            parts = self._histograms[stage]
+            if not parts or parts[-1][0] != now_slice:
+                parts.append((now_slice, LatencyHistogram()))
+            parts[-1][1].add(seconds * 1000.0)
+            self._drop_old(parts, now_slice)
+
+    def _drop_old(self, parts, now_slice):
+        while parts and parts[0][0] <= now_slice - self._slices:
+            parts.popleft()
 
     def percentiles(self):
-        with self._lock:
-            snapshot = [(stage, list(values)) for stage, values in self._samples.items()]
+        now_slice = int(self._clock() // self._slice_seconds)
         report = {}
-        for stage, values in snapshot:
-            if values:
-                p50, p90, p99 = np.percentile(np.asarray(values) * 1000.0, [50, 90, 99])
-                report[stage] = {"p50": round(float(p50), 2), "p90": round(float(p90), 2),
-                                 "p99": round(float(p99), 2), "n": len(values)}
+        with self._lock:
+            for stage, parts in self._histograms.items():
+                self._drop_old(parts, now_slice)
+                if not parts:
+                    continue
+                total = parts[0][1].merged(histogram for _, histogram in list(parts)[1:])
+                report[stage] = dict({"p{}".format(q): round(total.percentile(q), 2) for q in (50, 90, 95, 99)},
+                                     max=round(total.largest_ms, 2), n=int(total.counts.sum()))
         return report
 
 

@@ -27,6 +27,15 @@ def control_characters(text):
     return None
 
 
+def multiple_of(step):
+    def check(value):
+        if value % step:
+            lower = value - value % step
+            return "is not a multiple of the network's stride {}: use {} or {}".format(step, lower, lower + step)
+        return None
+    return check
+
+
 def host(value):
     if not value:
         return "is empty: name the MQTT broker (a host name or an IP address)"

@@ -60,6 +60,7 @@ class Supervisor:
         """Run `loop` on a thread named `name`; `may_end`: returning on its own is not a death."""
         worker = Worker(name, loop, self._stop, self._died, may_end)
         with self._lock:
+            self._workers = [w for w in self._workers if w.is_alive() or w.cause]  # forget those done well
             self._workers.append(worker)
         return worker.start()
 

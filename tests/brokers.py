@@ -96,6 +96,7 @@ class Recorder:
 
     def __init__(self, port, pattern, clean=True, credentials=None):
         self.messages = []
+        self.raw = []
         self._lock = threading.Lock()
         self.subscribed = threading.Event()
         kwargs = {"client_id": "test-recorder-{}".format(id(self) if clean else "persistent"), "clean_session": clean}
@@ -114,6 +115,13 @@ class Recorder:
     def _on_message(self, client, userdata, message):
         with self._lock:
             self.messages.append((message.topic, message.payload.decode("utf-8", "replace"), bool(message.retain)))
+            self.raw.append((message.topic, bytes(message.payload), bool(message.retain)))
+
+    def raw_on(self, suffix):
+        """[(payload bytes, retain)] on topics ending in /suffix (or equal to it)."""
+        with self._lock:
+            return [(payload, retain) for topic, payload, retain in self.raw
+                    if topic == suffix or topic.endswith("/" + suffix)]
 
     def on(self, suffix):
         with self._lock:

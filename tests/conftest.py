@@ -100,11 +100,3 @@ def daemon_factory(tmp_path):
     yield make
     for daemon in started:
         daemon.stop()
-
-
-def auto_precision_here():
-    """What `auto` builds with ONNX Runtime on this CPU, by the precision policy (VNNI: INT8, else FP32)."""
-    from appliance.backends import ort_backend
-    from appliance.engine import policy
-    from appliance.manifest import load_model
-    return policy.choose("auto", ort_backend.capabilities(load_model())).precision

@@ -31,8 +31,8 @@ def inject(fault):
     elif fault == "host":
         real_open = app.open_host_sensors
 
-        def failing_sensors(*args):
-            host = real_open(*args)
+        def failing_sensors(*args, **kwargs):
+            host = real_open(*args, **kwargs)
 
             def sample():
                 raise OSError("injected sensor fault")

@@ -2,6 +2,7 @@ import os
 import threading
 
 import cv2
+import numpy as np
 import pytest
 
 from appliance import camera, config
@@ -46,7 +47,7 @@ def test_a_realtime_file_keeps_only_the_newest_frame(running, clip):
     wait_until(lambda: source.frames >= first.index + 5, 10, message="frames to arrive unread")
     newest = source.latest(timeout=5)
     assert newest.index > first.index + 1
-    assert source.dropped >= newest.index - first.index - 1
+    assert source.dropped + source.skipped >= newest.index - first.index - 1
 
 
 def test_a_file_read_not_in_realtime_hands_over_every_frame_then_ends(running, clip):
@@ -102,3 +103,47 @@ def test_a_file_with_no_decodable_frame_backs_off_instead_of_spinning(running, t
     finally:
         source._stop.set()
         thread.join(5)
+
+
+def write_counting_clip(path, frames, fps):
+    """A clip whose frame i is a flat grey of 2*i mod 256: a handed frame's index can be checked by eye."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (160, 120))
+    for i in range(frames):
+        writer.write(np.full((120, 160, 3), (2 * i) % 256, np.uint8))
+    writer.release()
+    return str(path)
+
+
+def test_frames_nobody_will_take_are_grabbed_but_not_decoded(running, tmp_path):
+    source = running(settings(source=write_counting_clip(tmp_path / "fast.avi", 480, 240.0)))
+    consumer_pace = threading.Event()
+    handed = []
+    while True:
+        frame = source.latest(timeout=5)
+        if frame is None:
+            break
+        handed.append(frame)
+        consumer_pace.wait(0.05)  # an inference of 50 ms: 20 frames/s from a 240 frames/s source
+    assert source.state == camera.ENDED and source.frames == 480
+    decoded = source.frames - source.skipped
+    assert source.skipped >= 240 and decoded <= 3 * len(handed) + 5, (source.skipped, len(handed))
+    assert [f.index for f in handed] == sorted(set(f.index for f in handed))
+    for frame in handed:
+        assert abs(float(frame.image.mean()) - (2 * frame.index) % 256) < 4, frame.index
+
+
+def test_a_file_plays_from_its_first_frame_however_late_the_pipeline_asks(running, clip):
+    source = running(settings(source=clip[0]))
+    wait_until(lambda: source.frame_size is not None, 10, message="the first frame")
+    threading.Event().wait(0.5)  # five of the clip's frame periods, with nobody asking
+    assert source.latest(timeout=5).index == 0
+    assert source.latest(timeout=5).index >= 1
+
+
+def test_the_frame_size_is_learned_from_the_first_frame(running, clip):
+    assert running(settings(source=clip[0])).wait_for_frame_size(10) == (640, 480)
+
+
+def test_no_frame_size_is_invented_for_a_source_that_does_not_open(running, tmp_path):
+    source = running(settings(source=str(tmp_path / "missing.avi"), reconnect_min=0.05, reconnect_max=0.1))
+    assert source.wait_for_frame_size(0.3) is None

@@ -328,3 +328,19 @@ def test_ctl_watch_follows_the_fleet_until_interrupted(mosquitto, daemon_factory
     finally:
         watch.send_signal(signal.SIGINT)
         assert watch.wait(10) == 0
+
+
+def test_the_snapshot_command_publishes_the_latest_frame_annotated(mosquitto, daemon_factory, clip, key_file):
+    import cv2
+    import numpy as np
+    recorder = Recorder(mosquitto.port, PREFIX + "/#")
+    start(daemon_factory, mosquitto.port, clip, key_file, snapshot={"enabled": False})
+    wait_until(lambda: len(recorder.on("detections")) >= 3, 60, message="detections")
+    assert recorder.raw_on("snapshot") == []   # snapshot.enabled = false: none by itself
+    command_id = send(client(mosquitto.port), envelope("snapshot"))
+    outcome = final(recorder, command_id)
+    assert outcome["state"] == "done" and outcome["topic"] == PREFIX + "/snapshot"
+    jpeg, _ = wait_until(lambda: recorder.raw_on("snapshot"), 10, message="the snapshot")[-1]
+    assert len(jpeg) == outcome["bytes"]
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None and image.shape[1] == 640

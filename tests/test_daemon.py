@@ -1,5 +1,6 @@
 """The daemon against a real mosquitto: what subscribers see on the broker."""
 import json
+import re
 import signal
 import time
 
@@ -38,7 +39,8 @@ def test_detections_on_a_clip_match_its_ground_truth(mosquitto, daemon_factory, 
 
 def test_engine_and_telemetry_are_published(mosquitto, daemon_factory, clip):
     recorder = Recorder(mosquitto.port, PREFIX + "/#")
-    daemon_factory(mosquitto.port, {"source": clip[0], "loop": True})
+    daemon = daemon_factory(mosquitto.port, {"source": clip[0], "loop": True}, telemetry={"interval": 0.5,
+                                                                                         "log_interval": 1.0})
     wait_until(lambda: len(recorder.on("telemetry")) >= 2, 30, message="telemetry")
     engine = recorder.json_on("engine")[-1]
     assert engine["state"] == "ready" and engine["backend"] == "onnxruntime"
@@ -46,11 +48,16 @@ def test_engine_and_telemetry_are_published(mosquitto, daemon_factory, clip):
     wait_until(lambda: late.on("engine"), 5, message="the retained engine state")
     assert late.on("engine")[-1][1] is True
     report = recorder.json_on("telemetry")[-1]
-    assert report["fps"]["inference"] > 0
-    assert "inference" in report["latency_ms"] and report["latency_ms"]["inference"]["p50"] > 0
+    assert report["fps"]["inference"] > 0 and report["fps"]["publish"] > 0 and report["processed"] > 0
+    inference = report["latency_ms"]["inference"]
+    assert 0 < inference["p50"] <= inference["p95"] <= inference["p99"] <= inference["max"] and inference["n"] > 0
     assert report["camera"]["state"] == "streaming"
     assert report["mqtt"]["connected"] is True
     assert "ram" in report["host"] and "temperatures" in report["host"]
+    wait_until(lambda: "perf: " in daemon.output(), 10, message="the summary line in the log")
+    line = [l for l in daemon.output().splitlines() if "perf: " in l][0]
+    assert re.search(r"perf: \d+\.\d fps \(capture \d+\.\d\), capture->publish p50 [\d.]+ ms p99 [\d.]+ ms, \d+ "
+                     r"faces, camera streaming, broker connected \(queue \d+\), dropped \d+", line), line
 
 
 def test_status_goes_online_then_stopped_on_sigterm(mosquitto, daemon_factory, clip):
@@ -150,3 +157,57 @@ def test_hangup_stops_cleanly_and_user_signals_are_ignored(mosquitto, daemon_fac
         seen = len(recorder.on("detections"))
         wait_until(lambda: len(recorder.on("detections")) > seen + 3, 30, message="detection going on")
         assert daemon.process.poll() is None
+
+
+def write_wide_clip(path, source, frames=40):
+    """The demo clip's first frames, scaled to 1280x720 (written aside, then renamed into place)."""
+    import os
+    import cv2
+    capture = cv2.VideoCapture(source)
+    aside = str(path) + ".part.avi"
+    writer = cv2.VideoWriter(aside, cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (1280, 720))
+    for _ in range(frames):
+        ok, image = capture.read()
+        if not ok:
+            break
+        writer.write(cv2.resize(image, (1280, 720)))
+    writer.release()
+    capture.release()
+    os.rename(aside, str(path))
+
+
+def test_a_camera_down_at_boot_does_not_hold_ready_and_its_frames_get_their_engine(tmp_path, mosquitto,
+                                                                                   daemon_factory, clip):
+    late = tmp_path / "late.avi"
+    recorder = Recorder(mosquitto.port, PREFIX + "/#")
+    daemon = daemon_factory(mosquitto.port, {"source": str(late), "realtime": False, "loop": True,
+                                             "open_timeout": 0.5, "reconnect_min": 0.1, "reconnect_max": 0.3})
+    wait_until(lambda: recorder.last("status") == "online", 60, message="online")
+    wait_until(lambda: any(e["state"] == "ready" for e in recorder.json_on("engine")), 60, message="an engine")
+    first = [e for e in recorder.json_on("engine") if e["state"] == "ready"][0]
+    assert first["input_shape"] == [1, 3, 480, 640], daemon.output()  # no frame yet: the default 640x480
+    write_wide_clip(late, clip[0])
+    wait_until(lambda: any(e["state"] == "ready" and e["input_shape"] == [1, 3, 384, 640]
+                           for e in recorder.json_on("engine")), 60, message="the engine for 1280x720 frames")
+    assert recorder.last("status") == "online"
+    served = len(recorder.on("detections"))
+    wait_until(lambda: len(recorder.on("detections")) > served + 5, 30, message="detections on the new engine")
+    wide = [m for m in recorder.json_on("detections") if m["width"] == 1280][-5:]
+    assert all(m["height"] == 720 and m["faces"] for m in wide)
+    assert all(0 <= face["box"][2] <= 1280 and 0 <= face["box"][3] <= 720 for m in wide for face in m["faces"])
+    assert "frames are now 1280x720; switching to the engine for that size" in daemon.output()
+
+
+def test_frames_with_faces_leave_a_retained_annotated_snapshot(mosquitto, daemon_factory, clip):
+    import cv2
+    import numpy as np
+    recorder = Recorder(mosquitto.port, PREFIX + "/#")
+    daemon_factory(mosquitto.port, {"source": clip[0], "loop": True},
+                   snapshot={"interval": 0.5, "max_width": 320, "quality": 70})
+    wait_until(lambda: len(recorder.raw_on("snapshot")) >= 2, 60, message="two snapshots")
+    late = Recorder(mosquitto.port, PREFIX + "/snapshot")
+    jpeg, retained = wait_until(lambda: late.raw_on("snapshot"), 10, message="the retained snapshot")[0]
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert retained and image.shape == (240, 320, 3)
+    wait_until(lambda: [t for t in recorder.json_on("telemetry") if t["snapshot"]["sent"] >= 2 and t["faces"] > 0],
+               30, message="telemetry counting the snapshots sent and the faces of the latest frame")

@@ -122,7 +122,7 @@ def test_every_telemetry_field_is_documented(doc, clip, tmp_path):
         link.stop()
     fields = set(payload) | set(payload["camera"]) | set(payload["mqtt"]) | set(payload["host"]) | set(payload["fps"])
     fields |= set(payload["commands"])
-    fields |= set(payload["dropped_frames"]) | set(payload["engine"]) | {"p50", "p90", "p99", "n"}
+    fields |= set(payload["dropped_frames"]) | set(payload["engine"]) | {"p50", "p90", "p95", "p99", "max", "n"}
     fields |= set(STAGES) | {DISCONNECTED, QUEUE_FULL, CONNECTION_LOST, REFUSED_BY_CLIENT, REFUSED_BY_BROKER}
     for field in sorted(fields):
         assert "`{}`".format(field) in text, field

@@ -28,6 +28,57 @@ def test_letterbox_keeps_aspect_and_pads_with_zero_after_the_mean():
     assert tensor[0, 0, 0, 0] > 0
 
 
+def plain_preprocessing(frame, width, height, mean=(104, 117, 123)):
+    """The formula, without buffers: scale to fit, subtract the mean, HWC -> CHW, zeros around."""
+    import cv2
+    scale = min(width / frame.shape[1], height / frame.shape[0])
+    w, h = int(round(frame.shape[1] * scale)), int(round(frame.shape[0] * scale))
+    resized = frame if (w, h) == frame.shape[1::-1] else cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR)
+    tensor = np.zeros((1, 3, height, width), np.float32)
+    tensor[0, :, :h, :w] = (resized.astype(np.float32) - np.float32(mean)).transpose(2, 0, 1)
+    return tensor
+
+
+@pytest.mark.parametrize("frame_size, network", [
+    ((640, 480), (640, 480)),     # a VGA camera on its own engine: no resize
+    ((1280, 720), (640, 384)),    # scaled, a few padding rows
+    ((480, 640), (640, 480)),     # a portrait frame on a landscape engine: narrower than the tensor
+    ((33, 17), (64, 64)),         # upscaled
+])
+def test_preprocessing_is_the_plain_formula_at_every_aspect(frame_size, network):
+    frame = np.random.RandomState(1).randint(0, 256, (frame_size[1], frame_size[0], 3)).astype(np.uint8)
+    tensor, _ = retinaface.Preprocessor(network[0], network[1], (104, 117, 123))(frame)
+    assert np.array_equal(tensor, plain_preprocessing(frame, *network))
+
+
+def test_the_padding_stays_zero_when_the_frames_change_size():
+    preprocess = retinaface.Preprocessor(640, 480, (104, 117, 123))
+    noise = np.random.RandomState(2)
+    preprocess(noise.randint(0, 256, (480, 640, 3)).astype(np.uint8))
+    small = noise.randint(0, 256, (360, 640, 3)).astype(np.uint8)
+    tensor, _ = preprocess(small)
+    assert np.array_equal(tensor, plain_preprocessing(small, 640, 480))
+
+
+def test_preprocessing_and_postprocessing_allocate_nothing_that_grows(detector):
+    import tracemalloc
+    frame = np.random.RandomState(3).randint(0, 256, (720, 1280, 3)).astype(np.uint8)
+    preprocess = retinaface.Preprocessor(640, 384, (104, 117, 123))
+    tensor, letterbox = preprocess(frame)
+    outputs = detector.infer(plain_preprocessing(frame, 640, 640))
+    for _ in range(20):
+        preprocess(frame)
+        detector.postprocess(outputs, letterbox)
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for _ in range(300):
+        preprocess(frame)
+        detector.postprocess(outputs, letterbox)
+    grown = sum(stat.size_diff for stat in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    tracemalloc.stop()
+    assert grown < 64 * 1024, grown
+
+
 def test_nms_drops_overlaps_and_keeps_separate_boxes():
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]], np.float32)
     scores = np.array([0.8, 0.9, 0.7], np.float32)

@@ -1,4 +1,4 @@
-"""appliance/backends/trt_backend.py against fakes of TensorRT 8.2, 8.6, 10.3 and 11.1 (tests/fakes/).
+"""appliance/backends/trt_*.py against fakes of TensorRT 8.2, 8.6, 10.3 and 11.1 (tests/fakes/).
 
 A call to a name the version lacks raises AttributeError and fails the test; Python deprecation
 warnings are recorded and must stay within what each version leaves no alternative to.
@@ -20,8 +20,31 @@ FAKES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fakes")
 VERSIONS = {"8.2.1": "nano", "8.6.1": "orin", "10.3.0": "orin", "11.1.0": "thor"}
 # The only deprecated name facewatch may touch: set_dynamic_range is TensorRT 10.x's sole implicit INT8 route.
 ALLOWED_DEPRECATIONS = {"10.3.0": {"ITensor.set_dynamic_range"}}
-FAKE_MODULES = ("tensorrt", "pycuda", "pycuda.driver", "appliance.backends.trt_backend",
-                "appliance.backends.cuda_buffers")
+FAKE_MODULES = ("tensorrt", "pycuda", "pycuda.driver", "pycuda.compiler", "appliance.backends.trt_backend",
+                "appliance.backends.trt_common", "appliance.backends.trt_build", "appliance.backends.trt_runtime",
+                "appliance.backends.cuda_buffers", "appliance.backends.cuda_preprocess")
+
+
+class TensorRTUnderTest:
+    """The TensorRT backend as the engine manager sees it, on the fake of one version."""
+
+    def __init__(self):
+        module = importlib.import_module("appliance.backends.trt_backend")
+        self.trt = sys.modules["tensorrt"]
+        self.TensorRTError = importlib.import_module("appliance.backends.trt_common").TensorRTError
+        self.backend = module.TrtBackend()
+        self.table_for_version = module.table_for_version
+        self.capabilities = self.backend.capabilities
+        self.open_engine = self.backend.open_engine
+
+    def int8_source(self, model):
+        return self.backend.int8_source(model).path
+
+    def build_engine(self, job, progress):
+        """As the manager hands it over: with the table's ranges for an implicit INT8 build."""
+        if job["precision"] == "int8" and job["int8_source"] and not self.trt.__version__.startswith("11."):
+            job = dict(job, dynamic_ranges=cache_format.read_table(job["int8_source"]).amax)
+        self.backend.build_engine(job, progress)
 
 
 @pytest.fixture(params=sorted(VERSIONS, key=lambda v: tuple(map(int, v.split(".")))))
@@ -33,8 +56,9 @@ def trt(request, monkeypatch):
     monkeypatch.syspath_prepend(FAKES)
     for name in FAKE_MODULES:
         sys.modules.pop(name, None)
-    backend = importlib.import_module("appliance.backends.trt_backend")
-    yield backend
+    under_test = TensorRTUnderTest()
+    no_nvcc_here(monkeypatch, "")  # whatever this host has; the `nvcc` fixture gives one
+    yield under_test
     for name in FAKE_MODULES:
         sys.modules.pop(name, None)
 
@@ -101,7 +125,7 @@ def test_the_whole_lifecycle_builds_checks_and_serves(trt, int8_model, tmp_path)
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_builds_set_the_right_flags_and_ranges(trt, int8_model, tmp_path, precision):
     version = trt.trt.__version__
-    source = trt.int8_source(int8_model)[0] if precision == "int8" else None
+    source = trt.int8_source(int8_model) if precision == "int8" else None
     if precision == "fp16" and version.startswith("11."):
         with pytest.raises(trt.TensorRTError, match="cannot build FP16"):
             trt.build_engine(job(int8_model, precision, tmp_path, source), lambda *a: None)
@@ -202,3 +226,77 @@ def test_the_table_for_the_running_version_is_chosen(trt, model):
     release = version.rsplit(".", 1)[0]
     assert chosen.trt_version.startswith(release) if any(v.startswith(release) for v in listed) else \
         chosen is model.calibration[0]
+
+
+def test_an_engine_is_built_for_exactly_the_camera_shaped_input(trt, model, tmp_path):
+    manager = EngineManager(model, "tensorrt", str(tmp_path / "engines"), size=(640, 384))
+    engine = manager.ensure("fp32")
+    header = json.loads(open(engine.path, "rb").readline().decode())
+    assert header["profiles"] == [{model.input_name: [[1, 3, 384, 640]] * 3}]
+    assert engine.sidecar["key_inputs"]["input_shape"] == [1, 3, 384, 640]
+    with pytest.raises(trt.TensorRTError, match="refused"):
+        trt.open_engine(engine.path, input_shape=[1, 3, 480, 640])
+    assert sys.modules["pycuda.driver"].live_allocations() == 0
+
+
+def test_the_measured_latency_is_recorded_and_reported(trt, model, tmp_path):
+    reports = []
+    manager = EngineManager(model, "tensorrt", str(tmp_path / "engines"), size=(640, 480),
+                            report=lambda **fields: reports.append(fields))
+    engine = manager.ensure("auto")
+    assert engine.latency_ms > 0 and json.load(open(manager.store.sidecar_path(engine.name)))["latency_ms"] == \
+        engine.latency_ms
+    ready = reports[-1]
+    assert ready["latency_ms"] == engine.latency_ms and ready["input_shape"] == [1, 3, 480, 640]
+    assert ready["choice_reason"].startswith("auto: ")
+
+
+def no_nvcc_here(monkeypatch, folder):
+    """PATH without nvcc and JetPack's place for it at `folder`/cuda/bin/nvcc (absent): preprocessing on
+    the CPU. Returns that path."""
+    module = importlib.import_module("appliance.backends.cuda_preprocess")
+    absent = os.path.join(folder or os.devnull, "cuda", "bin", "nvcc")
+    monkeypatch.setattr(module.shutil, "which", lambda name, *args, **kwargs: None)
+    monkeypatch.setattr(module, "JETPACK_NVCC", absent)
+    return absent
+
+
+@pytest.fixture
+def nvcc(trt, monkeypatch):
+    """A CUDA compiler 'on PATH' for the fake pycuda.compiler (which runs the kernel's arithmetic in NumPy)."""
+    module = importlib.import_module("appliance.backends.cuda_preprocess")
+    monkeypatch.setattr(module, "find_nvcc", lambda: "/usr/local/cuda/bin/nvcc")
+    return importlib.import_module("pycuda.compiler")
+
+
+@pytest.mark.parametrize("frame_size", [(640, 480), (1280, 720)])
+def test_frames_are_letterboxed_on_the_gpu_and_find_the_same_faces(trt, nvcc, model, tmp_path, frame_size):
+    import cv2
+    import numpy as np
+    from appliance.detector import Detector
+    manager = EngineManager(model, "tensorrt", str(tmp_path / "engines"), size=(640, 480))
+    engine = manager.ensure("fp32")
+    golden = cv2.resize(cv2.imread(model.golden["image"]), frame_size)
+    with manager.open_detector(engine) as on_gpu:
+        assert on_gpu.preprocessing == "gpu"
+        found = on_gpu.detect(golden)
+    with Detector(manager.backend.open_engine(engine.path, input_shape=[1, 3, 480, 640]), model,
+                  size=(640, 480)) as reference:
+        reference._preprocess = importlib.import_module("appliance.models.retinaface").Preprocessor(
+            640, 480, model.mean)
+        expected = reference.detect(golden)
+    assert len(found.boxes) == len(expected.boxes) > 0
+    assert np.abs(found.boxes - expected.boxes).max() < 1.0
+    assert nvcc.COMPILED[-1][1] == os.path.join(manager.store.directory, "cuda-kernels")
+    assert sys.modules["pycuda.driver"].live_allocations() == 0
+
+
+def test_without_nvcc_preprocessing_stays_on_the_cpu_and_says_why(trt, model, tmp_path, monkeypatch):
+    import cv2
+    absent = no_nvcc_here(monkeypatch, str(tmp_path))
+    manager = EngineManager(model, "tensorrt", str(tmp_path / "engines"), size=(640, 480))
+    engine = manager.ensure("fp32")
+    with manager.open_detector(engine) as detector:
+        found = detector.detect(cv2.imread(model.golden["image"]))
+    assert detector.preprocessing == "cpu: nvcc is not on PATH nor at " + absent
+    assert len(found.boxes) == len(model.golden["detections"])

@@ -92,6 +92,15 @@ device_or_all = checked_by(lambda text: None if text == "all" else
                            ("is empty" if not text else validators.device_id(text)))
 
 
+def frame_size(text):
+    """WIDTHxHEIGHT, each 1..8192 (the camera.width/height limits) -> (width, height)."""
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit() or not (
+            1 <= int(width) <= 8192 and 1 <= int(height) <= 8192):
+        raise argparse.ArgumentTypeError("expected WIDTHxHEIGHT with each side 1..8192, got {!r}".format(text))
+    return int(width), int(height)
+
+
 def host_port(text):
     """HOST:PORT (an IPv6 host in brackets: [::1]:1883) -> (host, port)."""
     host, sep, port = text.rpartition(":")

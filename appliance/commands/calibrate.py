@@ -57,7 +57,7 @@ def check_qdq_model(model, qdq_bytes, threads):
     from appliance.engine import acceptance
     from appliance.errors import FacewatchError
     with Detector(OrtSession(qdq_bytes, threads), model) as detector:
-        verdict = acceptance.check(detector, model.golden)
+        verdict = acceptance.check(detector, model.golden, acceptance.reference_for(model, detector.size))
     if not verdict.passed:
         raise FacewatchError("the INT8 model made from these images fails the acceptance check on the golden "
                              "image ({}): the images do not show enough of what the camera will see (use a few "

@@ -1,4 +1,4 @@
-"""`facewatch ctl [BROKER OPTIONS] rebuild|status|watch DEVICE|all`: the operator's remote control.
+"""`facewatch ctl [BROKER OPTIONS] rebuild|status|snapshot|watch DEVICE|all`: the operator's remote control.
 
 Signs a command with the key (--key-file, or commands.key_file of --config), sends it, and shows the
 replies: a progress bar for a rebuild of one device, one line per device for `all`. Exit 0 when done,
@@ -12,7 +12,7 @@ import time
 from appliance.commands import arguments
 from appliance.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
-DEFAULT_TIMEOUTS = {"rebuild": 3600.0, "status": 10.0}
+DEFAULT_TIMEOUTS = {"rebuild": 3600.0, "status": 10.0, "snapshot": 10.0}
 SETTLE_SECONDS = 2.0    # with `all`: stop once every device that answered is final and none new came for this long
 EXIT_BY_STATE = {"done": EXIT_OK, "failed": EXIT_FAILURE, "rejected": EXIT_USAGE}
 
@@ -33,7 +33,7 @@ def add_arguments(parser):
     parser.add_argument("--key-file", metavar="PATH", type=arguments.path,
                         help="the command key (default: commands.key_file of --config); none: unsigned")
     parser.add_argument("--timeout", type=arguments.positive_seconds,
-                        help="seconds to wait for the outcome (default: rebuild 3600, status 10)")
+                        help="seconds to wait for the outcome (default: rebuild 3600, status and snapshot 10)")
     parser.add_argument("--json", action="store_true", help="print every reply or message as one JSON line")
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     rebuild = actions.add_parser("rebuild", help="build and swap in a new engine")
@@ -41,6 +41,7 @@ def add_arguments(parser):
                          help="default: the device's engine.precision")
     rebuild.add_argument("--force", action="store_true", help="build even if a valid engine is cached")
     actions.add_parser("status", help="engine, camera, pipeline and host of each device")
+    actions.add_parser("snapshot", help="publish the latest frame, annotated, on PREFIX/DEVICE/snapshot now")
     actions.add_parser("watch", help="follow status, engine and telemetry until Ctrl-C")
     for action in actions.choices.values():
         action.add_argument("target", metavar="DEVICE|all", type=arguments.device_or_all)
@@ -49,7 +50,7 @@ def add_arguments(parser):
 def run(args):
     from appliance.errors import UsageError
     if not args.action:
-        raise UsageError("say what to do: facewatch ctl rebuild|status|watch DEVICE|all")
+        raise UsageError("say what to do: facewatch ctl rebuild|status|snapshot|watch DEVICE|all")
     settings, key = connection_settings(args)
     from appliance.remote.client import Controller
     controller = Controller(**settings)
@@ -59,7 +60,7 @@ def run(args):
         if key is None:
             print("facewatch ctl: no command key given (--key-file): sending unsigned, which a device refuses "
                   "unless its commands.allow_unsigned is true", file=sys.stderr)
-        command_args = {} if args.action == "status" else rebuild_args(args)
+        command_args = rebuild_args(args) if args.action == "rebuild" else {}
         command_id = controller.send(args.action, args.target, command_args, key)
         deadline = time.monotonic() + (args.timeout or DEFAULT_TIMEOUTS[args.action])
         if args.target == "all":
@@ -153,6 +154,8 @@ def describe(reply):
             reply.get("inference"))
     if reply.get("command") == "status" and isinstance(reply.get("status"), dict):
         return "{}: {}".format(device, status_line(reply["status"]))
+    if reply.get("command") == "snapshot":
+        return "{}: snapshot of {} bytes on {}".format(device, reply.get("bytes"), reply.get("topic"))
     return "{}: rebuild done: {} engine {}{}{}".format(
         device, str(reply.get("precision")).upper(), reply.get("key"), " (built)" if reply.get("built") else
         " (cached)", "; fallback: {}".format(reply["fallback_reason"]) if reply.get("fallback_reason") else "")

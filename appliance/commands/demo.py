@@ -1,11 +1,13 @@
-"""`facewatch demo`: the whole daemon on the bundled clip, CPU backend, no camera and no broker needed.
+"""`facewatch demo`: the whole daemon on the bundled clip, CPU backend, no camera needed.
 
-The daemon publishes to an embedded MQTT broker on 127.0.0.1 (or to --broker HOST:PORT); a subscriber
-in the same process prints what arrives. At the end it writes the frame with the most faces, annotated,
-and scores the detections against the clip's ground truth.
+The daemon publishes to a private MQTT broker started on 127.0.0.1 for this run (mosquitto when installed,
+else amqtt: appliance.demo_broker) or to --broker HOST:PORT; a subscriber in the same process prints what
+arrives. At the end it writes the frame with the most faces, annotated, and scores the detections against
+the clip's ground truth.
 """
 import json
 import os
+import sys
 import threading
 
 from appliance.commands import arguments
@@ -22,7 +24,7 @@ def user_cache_dir():
 
 def add_arguments(parser):
     parser.add_argument("--broker", metavar="HOST:PORT", type=arguments.host_port,
-                        help="use this MQTT broker instead of the embedded one")
+                        help="use this MQTT broker instead of starting a private one (mosquitto, else amqtt)")
     parser.add_argument("--out", default="facewatch-demo.jpg", type=arguments.path,
                         help="annotated image to write (default %(default)s)")
     parser.add_argument("--loop", action="store_true", help="replay the clip until Ctrl-C")
@@ -37,36 +39,39 @@ def add_arguments(parser):
 
 def run(args):
     from appliance import config as configuration
+    from appliance import demo_broker
     from appliance.app import App
     from appliance.commands.run import ignore_late_signals, install_stop_handlers
     from appliance.images import annotate, check_image_destination, write_image
     from appliance.manifest import find_media_dir
-    from appliance.mini_broker import MiniBroker
 
     check_image_destination(args.out, "--out")
     cache_dir = os.path.abspath(args.cache_dir or user_cache_dir())
     clip_dir = find_media_dir("demo")
+    clip = os.path.join(clip_dir, "clip.avi")
+    print("facewatch demo: clip {}".format(clip))
     broker = None
-    if args.broker:
-        host, port = args.broker
-    else:
-        broker = MiniBroker().start()
-        host, port = broker.host, broker.port
-    config = configuration.build({
-        "camera": {"source": os.path.join(clip_dir, "clip.avi"), "loop": args.loop, "realtime": args.loop},
-        "mqtt": {"host": host, "port": int(port), "device_id": DEMO_DEVICE, "protocol": "3.1.1"},
-        "telemetry": {"interval": 1.0},
-        "engine": {"backend": "onnxruntime", "threads": args.threads, "cache_dir": cache_dir},
-        "commands": {"state_dir": os.path.dirname(cache_dir)},
-    }, path=None)
-    print("facewatch demo: clip {}, broker {}:{}{}".format(
-        os.path.join(clip_dir, "clip.avi"), host, port, "" if args.broker else " (embedded)"))
-    best = BestFrame()
-    stop_event = threading.Event()
-    install_stop_handlers(stop_event)
-    app = App(config, stop_event, listeners=[best.consider])
     watcher = None
     try:
+        if args.broker:
+            host, port = args.broker
+            print("facewatch demo: broker {}:{} (--broker)".format(host, port))
+        else:
+            broker = demo_broker.start()
+            host, port = broker.host, broker.port
+            print("facewatch demo: broker {}".format(broker.describe()))
+        sys.stdout.flush()
+        config = configuration.build({
+            "camera": {"source": clip, "loop": args.loop, "realtime": args.loop},
+            "mqtt": {"host": host, "port": int(port), "device_id": DEMO_DEVICE, "protocol": "3.1.1"},
+            "telemetry": {"interval": 1.0},
+            "engine": {"backend": "onnxruntime", "threads": args.threads, "cache_dir": cache_dir},
+            "commands": {"state_dir": os.path.dirname(cache_dir)},
+        }, path=None)
+        best = BestFrame()
+        stop_event = threading.Event()
+        install_stop_handlers(stop_event)
+        app = App(config, stop_event, listeners=[best.consider])
         watcher = Watcher(config, host, int(port))
         app.run(until=None if args.loop else app.source_exhausted)
     finally:
@@ -78,8 +83,10 @@ def run(args):
     summarise(best, watcher, os.path.join(clip_dir, "clip.json"))
     if best.result is not None:
         write_image(args.out, annotate(best.result.frame.image, best.result.detections))
-        print("facewatch demo: wrote {} ({} faces, frame {})".format(
+        print("facewatch demo: wrote {} (the frame with the most faces, annotated: {} faces, frame {})".format(
             args.out, len(best.result.detections.boxes), best.result.frame.index))
+    else:
+        print("facewatch demo: no frame was processed: {} not written".format(args.out))
     if best.boxes_by_frame and not watcher.counts.get("detections"):
         raise FacewatchError("{} frames were processed but no detections message came back through the broker "
                              "at {}:{}".format(len(best.boxes_by_frame), host, port))
@@ -113,6 +120,10 @@ class Watcher:
         kind = topic.rsplit("/", 1)[-1]
         if not retained:
             self.counts[kind] = self.counts.get(kind, 0) + 1
+        if kind == "snapshot":  # a JPEG, not text
+            print("  [snapshot]   annotated JPEG, {} bytes{}".format(
+                len(payload), " (retained from an earlier run)" if retained else ""))
+            return
         text = payload.decode("utf-8", "replace")
         if kind == "status":
             print("  [status]     {}".format(text))
@@ -124,8 +135,8 @@ class Watcher:
 
     def _show(self, kind, document):
         if kind == "engine":
-            print("  [engine]     {} backend={} precision={}".format(
-                document["state"], document["backend"], document["precision"]))
+            print("  [engine]     {} backend={} precision={}{}".format(
+                document["state"], document["backend"], document["precision"], ready_details(document)))
         elif kind == "detections" and document["seq"] % 10 == 1:
             print("  [detections] frame {:3d}: {} face(s), latency {:.0f} ms".format(
                 document["frame"], len(document["faces"]), document["latency_ms"]))
@@ -137,6 +148,16 @@ class Watcher:
 
     def close(self):
         self._controller.close()
+
+
+def ready_details(document):
+    """For a ready engine: its input size, measured latency and why it was chosen."""
+    if document["state"] != "ready" or not document.get("input_shape"):
+        return ""
+    _, _, height, width = document["input_shape"]
+    latency = document.get("latency_ms")
+    return " input={}x{} latency={} ms\n               {}".format(
+        width, height, "?" if latency is None else "{:.2f}".format(latency), document.get("choice_reason"))
 
 
 def summarise(best, watcher, truth_path):

@@ -10,6 +10,9 @@ def add_arguments(parser):
     build.add_argument("--precision", choices=["auto", "int8", "fp16", "fp32"], help="default: engine.precision")
     build.add_argument("--force", action="store_true", help="rebuild even if a valid engine is cached")
     build.add_argument("--strict", action="store_true", help="refuse (exit 2) instead of falling back")
+    build.add_argument("--frame-size", metavar="WxH", type=arguments.frame_size,
+                       help="the camera's frame size to build for (default: camera.width x camera.height, "
+                            "else 640x480)")
     listing = actions.add_parser("list", help="cache entries, their keys, the active one")
     listing.add_argument("--json", action="store_true")
     for sub in (build, listing):
@@ -31,11 +34,13 @@ def open_manager(args, report=None):
     from appliance import config as configuration
     from appliance.engine.setup import manager_for
     config = configuration.load(args.config, required=bool(args.config))
-    return manager_for(config, backend=args.backend, cache_dir=args.cache_dir, report=report), config
+    return manager_for(config, backend=args.backend, cache_dir=args.cache_dir, report=report,
+                       frame_size=args.frame_size), config
 
 
 def build(args):
     from appliance.progress import ProgressBar
+    from appliance.shapes import describe
     bar = ProgressBar()
 
     def report(**fields):
@@ -48,9 +53,12 @@ def build(args):
         engine = manager.ensure(requested, force=args.force, strict=args.strict)
     finally:
         bar.finish()
-    print("{} {}: {} ({} engine, requested {}){}".format(
+    print("{} {}: {} ({} engine at {}, requested {}){}".format(
         "built" if engine.built_now else "reused", engine.name, engine.path, engine.precision.upper(),
-        engine.requested, "; fallback: " + engine.fallback_reason if engine.fallback_reason else ""))
+        describe(engine.size), engine.requested,
+        "; fallback: " + engine.fallback_reason if engine.fallback_reason else ""))
+    print("  {} ms per inference measured here; {}".format(
+        "?" if engine.latency_ms is None else "{:.2f}".format(engine.latency_ms), engine.choice_reason))
     return 0
 
 
@@ -62,14 +70,17 @@ def list_engines(args):
     config = configuration.load(args.config, required=bool(args.config))
     store = EngineStore(args.cache_dir or config.engine.cache_dir or default_cache_dir(), read_only=True)
     entries = [json_safe(entry) for entry in store.entries()]
-    active = store.active()
+    record = store.active_record() or {"engine": None, "choice_reason": None}
+    active = record["engine"]
     if args.json:
-        print(json.dumps({"cache_dir": store.directory, "active": active, "engines": entries}, indent=2,
-                         allow_nan=False))
+        print(json.dumps({"cache_dir": store.directory, "active": active, "choice_reason": record["choice_reason"],
+                          "engines": entries}, indent=2, allow_nan=False))
         return 0
     print("engine cache {} ({} entr{})".format(store.directory, len(entries), "y" if len(entries) == 1 else "ies"))
     for entry in entries:
         print(describe_entry(entry, active))
+        if entry["name"] == active and record["choice_reason"]:
+            print("    chosen: {}".format(record["choice_reason"]))
     return 0
 
 
@@ -85,15 +96,18 @@ def json_safe(value):
 
 
 def describe_entry(entry, active):
-    """Two lines per cache entry; one naming the problem for an entry that cannot be read."""
+    """Three lines per cache entry; one naming the problem for an entry that cannot be read."""
     mark = "*" if entry["name"] == active else " "
     if "broken" in entry:
         return "{} {}  BROKEN: {} (rebuilt when needed)".format(mark, entry["name"], entry["broken"])
     inputs = entry.get("key_inputs") if isinstance(entry.get("key_inputs"), dict) else {}
     shape = inputs.get("input_shape")
     fallback = entry.get("fallback_reason")
-    return "{} {}  {}  {} bytes  built in {} s{}\n    {} {} on {} ({}), input {}".format(
+    latency = entry.get("latency_ms")
+    return "{} {}  {}  {} bytes  built in {} s{}\n    {} {} on {} ({}), input {}\n    {}".format(
         mark, entry["name"], str(entry.get("precision", "?")).upper(), entry.get("size"), entry.get("build_seconds"),
         "  fallback: {}".format(fallback) if fallback else "",
         inputs.get("backend"), inputs.get("backend_version"), inputs.get("device"), inputs.get("compute_capability"),
-        "x".join(str(v) for v in shape) if isinstance(shape, list) else shape)
+        "x".join(str(v) for v in shape) if isinstance(shape, list) else shape,
+        "{} ms per inference measured here".format(latency) if isinstance(latency, (int, float)) else
+        "not timed yet")

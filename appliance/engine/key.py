@@ -3,24 +3,11 @@ import collections
 import hashlib
 import json
 
-NV_TEGRA_RELEASE = "/etc/nv_tegra_release"
 
-
-def l4t_release(path=NV_TEGRA_RELEASE):
-    """'R32.7.1' from '# R32 (release), REVISION: 7.1, ...' on a Jetson; '' elsewhere."""
-    try:
-        with open(path) as f:
-            first = f.readline()
-    except OSError:
-        return ""
-    fields = dict(part.strip().split(" ", 1) for part in first.lstrip("# ").split(",") if " " in part.strip())
-    release = first.lstrip("# ").split(" ", 1)[0]
-    revision = fields.get("REVISION:", "").strip()
-    return "{}.{}".format(release, revision) if revision else release
-
-
-def key_inputs(model, platform, precision, builder_settings, calibration_sha256=""):
-    """The ordered inputs of the key. platform: backend, backend_version, device, compute_capability."""
+def key_inputs(model, platform, precision, builder_settings, calibration_sha256="", size=None):
+    """The ordered inputs of the key. platform: backend, backend_version, device, compute_capability,
+    l4t_release; size: the network input's (width, height), by default the manifest's."""
+    width, height = size or (model.input_width, model.input_height)
     return collections.OrderedDict([
         ("model", model.name),
         ("onnx_sha256", model.onnx_sha256),
@@ -31,7 +18,7 @@ def key_inputs(model, platform, precision, builder_settings, calibration_sha256=
         ("compute_capability", platform["compute_capability"]),
         ("l4t_release", platform["l4t_release"]),
         ("precision", precision),
-        ("input_shape", [1, 3, model.input_height, model.input_width]),
+        ("input_shape", [1, 3, height, width]),
         ("builder", collections.OrderedDict(sorted(builder_settings.items()))),
     ])
 

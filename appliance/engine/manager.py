@@ -1,4 +1,4 @@
-"""The engine lifecycle: key -> cache lookup -> build (child) -> store -> acceptance -> load.
+"""The engine lifecycle: key -> cache lookup -> build (child) -> acceptance -> store -> timing -> load.
 
 Every step is reported through `report(**engine payload fields)`: the daemon publishes it on the
 retained `engine` topic, the CLI draws a progress bar. Nothing changes precision silently, and nothing
@@ -10,22 +10,31 @@ import time
 from typing import NamedTuple, Optional
 
 from appliance import files
-from appliance.backends import backend_module
+from appliance.backends import load_backend
 from appliance.detector import Detector
 from appliance.engine import acceptance, policy
 from appliance.engine.builder import BuildCrashed, BuildFailed, run_build
 from appliance.engine.key import engine_name, key_inputs
+from appliance.engine.measure import fastest, latencies_ms
 from appliance.engine.store import EngineRejected, EngineStore, remove_path
 from appliance.errors import FacewatchError
+from appliance.images import read_image
+from appliance.shapes import describe
 
 log = logging.getLogger(__name__)
 
 Engine = NamedTuple("Engine", [
     ("name", str), ("path", str), ("precision", str), ("requested", str),
-    ("fallback_reason", Optional[str]), ("sidecar", dict), ("built_now", bool)])
+    ("fallback_reason", Optional[str]), ("sidecar", dict), ("built_now", bool),
+    ("size", tuple),                    # the network input's (width, height)
+    ("latency_ms", Optional[float]),    # measured inference time on this device
+    ("choice_reason", str)])
 
 # Free space a build needs beyond the engine itself: ONNX Runtime and TensorRT write temporaries.
 BUILD_SPACE_MARGIN = 16 << 20
+
+Candidate = NamedTuple("Candidate", [("name", str), ("inputs", dict), ("sidecar", dict), ("built_now", bool),
+                                     ("fallback_reason", Optional[str])])
 
 
 class EngineFailed(FacewatchError):
@@ -38,10 +47,11 @@ class AcceptanceFailed(Exception):
 
 class EngineManager:
     def __init__(self, model, backend_name, cache_dir, workspace_mb=256, threads=0, settings=None, report=None,
-                 cancel=None, build_timeout=3600.0, heartbeat=None):
+                 cancel=None, build_timeout=3600.0, heartbeat=None, size=None):
+        """size: the network input's (width, height); by default the manifest's."""
         self.model = model
         self.backend_name = backend_name
-        self.backend = backend_module(backend_name)
+        self.backend = load_backend(backend_name)
         self.store = EngineStore(cache_dir)
         self.workspace_mb = workspace_mb
         self.threads = threads
@@ -49,29 +59,106 @@ class EngineManager:
         self.cancel = cancel
         self.build_timeout = build_timeout
         self.heartbeat = heartbeat
+        self.size = tuple(size or (model.input_width, model.input_height))
         self._report = report or (lambda **fields: None)
         self._capabilities = None
+        self._reference = None
 
     def ensure(self, requested="auto", force=False, strict=False):
-        """A verified engine for `requested`, built if missing or invalid; EngineFailed if none can be."""
+        """A verified engine for `requested`, built if missing or invalid; EngineFailed if none can be.
+
+        `auto` on a backend that measures builds every precision it can and keeps the fastest measured."""
         capabilities = self._capabilities = self.backend.capabilities(self.model)
         decision = policy.choose(requested, capabilities, strict)
         if decision.fallback_reason:
             log.warning("engine: %s; building %s instead", decision.fallback_reason, decision.precision.upper())
-        precision, reason = decision
-        with self.store.locked(self.cancel, self._waiting_for_lock(requested, precision)):
+        with self.store.locked(self.cancel, self._waiting_for_lock(requested, decision.precision)):
             self.store.remove_stale_temps()
-            while True:
+            candidates = policy.buildable(capabilities)
+            if requested == "auto" and self.backend.measure_candidates and len(candidates) > 1:
+                return self._ensure_fastest(candidates, force)
+            candidate = self._ensure_with_fallback(decision.precision, requested, decision.fallback_reason, force)
+            return self._go_live(candidate, requested, self._recorded_latency(candidate),
+                                 candidate.fallback_reason or decision.choice_reason)
+
+    def _ensure_with_fallback(self, precision, requested, reason, force):
+        while True:
+            try:
+                return self._ensure(precision, requested, reason, force)
+            except (BuildFailed, BuildCrashed, AcceptanceFailed) as exc:
+                if precision == "fp32":
+                    self.report(requested, precision, state="failed", error=str(exc), fallback_reason=reason)
+                    raise EngineFailed("no engine could be built: {}".format(exc))
+                lower = policy.next_precision(precision, self._capabilities)
+                reason = "{} engine unusable ({}); fell back to {}".format(precision.upper(), exc, lower.upper())
+                log.warning("engine: %s", reason)
+                precision = lower
+
+    def _ensure_fastest(self, precisions, force):
+        """Every buildable precision that passes acceptance, timed here in turns; the fastest serves."""
+        candidates, failures = {}, []
+        for precision in precisions:
+            try:
+                candidates[precision] = self._ensure(precision, "auto", None, force)
+            except (BuildFailed, BuildCrashed, AcceptanceFailed) as exc:
+                log.warning("engine: auto: the %s candidate is out: %s", precision.upper(), exc)
+                failures.append("{} out: {}".format(precision.upper(), exc))
+        if not candidates:
+            self.report("auto", precisions[-1], state="failed", error="; ".join(failures))
+            raise EngineFailed("no engine could be built: {}".format("; ".join(failures)))
+        latencies = self._measured(candidates)
+        winner, figures = fastest(latencies)
+        reason = "auto: fastest measured here at {}: {}".format(describe(self.size), figures)
+        if failures:
+            reason += "; " + "; ".join(failures)
+        log.info("engine: %s", reason)
+        return self._go_live(candidates[winner], "auto", latencies[winner], reason)
+
+    def _measured(self, candidates):
+        """{precision: ms}: the sidecars' figures, or all of them timed now when any is new or unmeasured.
+        A candidate whose engine does not load is discarded (rebuilt when next needed) and left out."""
+        recorded = {p: finite_number(c.sidecar.get("latency_ms")) for p, c in candidates.items()}
+        if all(ms is not None for ms in recorded.values()) and not any(c.built_now for c in candidates.values()):
+            return recorded
+        detectors = {}
+        try:
+            for precision, candidate in candidates.items():
                 try:
-                    return self._ensure(precision, requested, reason, force)
-                except (BuildFailed, BuildCrashed, AcceptanceFailed) as exc:
-                    if precision == "fp32":
-                        self.report(requested, precision, state="failed", error=str(exc), fallback_reason=reason)
-                        raise EngineFailed("no engine could be built: {}".format(exc))
-                    lower = policy.next_precision(precision, capabilities)
-                    reason = "{} engine unusable ({}); fell back to {}".format(precision.upper(), exc, lower.upper())
-                    log.warning("engine: %s", reason)
-                    precision = lower
+                    detectors[precision] = self.open_detector_at(self.store.engine_path(candidate.name))
+                except EngineFailed as exc:
+                    log.warning("engine: auto: the %s candidate is out: %s; discarding it", precision.upper(), exc)
+                    self.store.discard(candidate.name)
+            if not detectors:
+                raise EngineFailed("no candidate engine loads")
+            latencies = latencies_ms(detectors, read_image(self.model.golden["image"]))
+        finally:
+            for detector in detectors.values():
+                detector.close()
+        for precision, latency in latencies.items():
+            self._annotate(candidates[precision].name, latency_ms=latency)
+        return latencies
+
+    def _recorded_latency(self, candidate):
+        """The sidecar's figure, else measured now; None when the engine does not load (load() decides)."""
+        latency = finite_number(candidate.sidecar.get("latency_ms"))
+        if latency is not None:
+            return latency
+        try:
+            detector = self.open_detector_at(self.store.engine_path(candidate.name))
+        except EngineFailed:
+            return None
+        with detector:
+            latency = latencies_ms({"engine": detector}, read_image(self.model.golden["image"]))["engine"]
+        self._annotate(candidate.name, latency_ms=latency)
+        return latency
+
+    def _annotate(self, name, **fields):
+        """Figures measured after the build, into the sidecar; a disk that refuses only costs the record."""
+        try:
+            self.store.annotate(name, fields)
+        except OSError as exc:
+            log.warning("engine: cannot record %s in the sidecar of %s: %s", ", ".join(fields), name,
+                        files.os_reason(self.store.sidecar_path(name), exc))
 
     def _waiting_for_lock(self, requested, precision):
         """While another process builds in this cache: say so once, then keep systemd's timeout extended."""
@@ -103,37 +190,43 @@ class EngineManager:
         return engine, self.open_detector(engine)
 
     def open_detector(self, engine):
-        return Detector(self._open_session(engine.path), self.model, self.settings)
+        return Detector(self._open_session(engine.path), self.model, self.settings, self.size)
+
+    def open_detector_at(self, path):
+        """A detector on the engine file at `path` with the family's default settings (checks and timing)."""
+        return Detector(self._open_session(path), self.model, size=self.size)
 
     def _open_session(self, path):
-        shape = [1, 3, self.model.input_height, self.model.input_width]
+        width, height = self.size
         try:
-            return self.backend.open_engine(path, self.threads, input_shape=shape)
+            return self.backend.open_engine(path, self.threads, input_shape=[1, 3, height, width])
         except Exception as exc:  # whatever the backend library raises for an engine it cannot load
             raise EngineFailed("{} cannot load {}: {}: {}".format(self.backend_name, os.path.basename(path),
                                                                   type(exc).__name__, exc))
 
     def report(self, requested, precision, **fields):
         fields.setdefault("backend", self.backend_name)
+        fields.setdefault("input_shape", [1, 3, self.size[1], self.size[0]])
         self._report(requested_precision=requested, precision=precision, **fields)
 
     def _ensure(self, precision, requested, reason, force):
+        """The Candidate for `precision`: the cached engine if it checks out, else a new build."""
         inputs = self._key_inputs(precision)
         name = engine_name(inputs)
         if not force:
             try:
                 sidecar = self.store.verified(name, inputs)
                 log.info("engine: reusing %s", name)
-                return self._go_live(name, inputs, sidecar, requested, reason, built_now=False)
+                return Candidate(name, inputs, sidecar, False, reason)
             except EngineRejected as exc:
                 log.info("engine: building %s: %s", name, exc)
         sidecar = self._build(name, inputs, precision, requested, reason)
-        return self._go_live(name, inputs, sidecar, requested, reason, built_now=True)
+        return Candidate(name, inputs, sidecar, True, sidecar.get("fallback_reason"))
 
     def _key_inputs(self, precision):
-        calibration_sha = self.backend.int8_source(self.model)[1] if precision == "int8" else ""
-        settings = dict(self.backend.builder_settings(self), precision_policy_version=1)
-        return key_inputs(self.model, self.backend.platform(), precision, settings, calibration_sha or "")
+        calibration_sha = self.backend.int8_source(self.model).sha256 if precision == "int8" else ""
+        settings = dict(self.backend.builder_settings(self.workspace_mb), precision_policy_version=1)
+        return key_inputs(self.model, self.backend.platform(), precision, settings, calibration_sha or "", self.size)
 
     def _build(self, name, inputs, precision, requested, reason):
         workspace = self.workspace_mb
@@ -150,6 +243,7 @@ class EngineManager:
             try:
                 seconds = run_build(job, progress, timeout=self.build_timeout, cancel=self.cancel,
                                     heartbeat=self.heartbeat)
+                verdict = self._accept(temp, name, requested, precision, reason)
             except BuildCrashed as exc:
                 remove_path(temp)
                 self._check_space()
@@ -169,10 +263,8 @@ class EngineManager:
                 raise
             record = {"key_inputs": inputs, "built_at": round(time.time(), 3), "build_seconds": round(seconds, 2),
                       "precision": precision, "requested_precision": requested, "fallback_reason": reason,
-                      "workspace_mb": workspace}
-            sidecar = self._install(name, temp, record)
-            self._accept(name, requested, precision, reason)
-            return sidecar
+                      "workspace_mb": workspace, "acceptance": verdict.reason}
+            return self._install(name, temp, record)
 
     def _install(self, name, temp, record):
         try:
@@ -190,39 +282,57 @@ class EngineManager:
             raise BuildFailed("no space left on device: the engine cache {} has {} free, a build needs about {}"
                               .format(self.store.directory, files.human_bytes(free), files.human_bytes(needed)))
 
-    def _accept(self, name, requested, precision, reason):
+    def _accept(self, path, name, requested, precision, reason):
+        """The verdict on the built engine at `path` (before it is installed); AcceptanceFailed if it fails."""
         self.report(requested, precision, state="building", phase="acceptance", progress=0.95, key=name,
                     fallback_reason=reason)
+        if self._reference is None:
+            self._reference = acceptance.reference_for(self.model, self.size)
         try:
-            with Detector(self._open_session(self.store.engine_path(name)), self.model) as detector:
-                verdict = acceptance.check(detector, self.model.golden)
+            with self.open_detector_at(path) as detector:
+                verdict = acceptance.check(detector, self.model.golden, self._reference)
         except EngineFailed as exc:
-            self.store.discard(name)
             raise AcceptanceFailed("acceptance check failed: {}".format(exc))
         if not verdict.passed:
-            self.store.discard(name)
             raise AcceptanceFailed("acceptance check failed: " + verdict.reason)
         log.info("engine: %s passed its acceptance check: %s", name, verdict.reason)
+        return verdict
 
     def _job(self, precision, output, workspace):
-        int8_path = self.backend.int8_source(self.model)[0] if precision == "int8" else None
-        return {"backend": self.backend_name, "onnx": self.model.onnx_path, "int8_source": int8_path,
-                "int8_onnx": self.model.int8_onnx_path,
-                "precision": precision, "output": output, "workspace_mb": workspace,
-                "fast_fp16": self._capabilities.fast_fp16,
-                "input_name": self.model.input_name,
-                "input_shape": [1, 3, self.model.input_height, self.model.input_width],
-                "timing_cache": os.path.join(self.store.directory, "timing.cache")}
+        source = self.backend.int8_source(self.model) if precision == "int8" else None
+        width, height = self.size
+        job = {"backend": self.backend_name, "onnx": self.model.onnx_path,
+               "int8_source": source.path if source else None, "int8_onnx": self.model.int8_onnx_path,
+               "precision": precision, "output": output, "workspace_mb": workspace,
+               "fast_fp16": self._capabilities.fast_fp16, "input_name": self.model.input_name,
+               "input_shape": [1, 3, height, width],
+               "timing_cache": os.path.join(self.store.directory, "timing.cache")}
+        if source and source.table:
+            job["dynamic_ranges"] = read_ranges(source.path)
+        return job
 
-    def _go_live(self, name, inputs, sidecar, requested, reason, built_now):
-        self.store.set_active(name)
-        fallback = sidecar.get("fallback_reason") if built_now else reason
-        engine = Engine(name, self.store.engine_path(name), inputs["precision"], requested, fallback,
-                        sidecar, built_now)
-        self.report(requested, engine.precision, state="ready", phase="ready", progress=1.0, key=name,
+    def _go_live(self, candidate, requested, latency, choice_reason):
+        self.store.set_active(candidate.name, choice_reason)
+        sidecar = candidate.sidecar
+        engine = Engine(candidate.name, self.store.engine_path(candidate.name), candidate.inputs["precision"],
+                        requested, candidate.fallback_reason, sidecar, candidate.built_now, self.size, latency,
+                        choice_reason)
+        log.info("engine: %s: %s at %s, %s ms measured; %s", engine.name, engine.precision.upper(),
+                 describe(self.size), "?" if latency is None else "{:.2f}".format(latency), choice_reason)
+        self.report(requested, engine.precision, state="ready", phase="ready", progress=1.0, key=engine.name,
                     built_at=finite_number(sidecar.get("built_at")),
-                    build_seconds=finite_number(sidecar.get("build_seconds")), fallback_reason=fallback)
+                    build_seconds=finite_number(sidecar.get("build_seconds")), fallback_reason=engine.fallback_reason,
+                    latency_ms=latency, choice_reason=choice_reason)
         return engine
+
+
+def read_ranges(path):
+    """{tensor: amax} from a TensorRT calibration table; BuildFailed (INT8 falls back) if it is damaged."""
+    from appliance.calibration.cache_format import CalibrationTableError, read_table
+    try:
+        return read_table(path).amax
+    except (CalibrationTableError, OSError) as exc:
+        raise BuildFailed("the calibration table {} cannot be used: {}".format(path, exc))
 
 
 def finite_number(value):

@@ -1,15 +1,32 @@
-"""An EngineManager from the configuration."""
+"""An EngineManager from the configuration, for frames of a given size."""
 from appliance.backends import resolve_backend
 from appliance.engine.manager import EngineManager
 from appliance.manifest import load_model
 from appliance.models import load_family
 from appliance.paths import default_cache_dir
+from appliance.shapes import DEFAULT_FRAME_SIZE, network_size
 
 
-def manager_for(config, backend=None, cache_dir=None, report=None, cancel=None, heartbeat=None):
+def configured_frame_size(config):
+    """The frame size to build for before the camera has said: camera.width x camera.height, else 640x480."""
+    camera = config.camera
+    return (camera.width, camera.height) if camera.width and camera.height else DEFAULT_FRAME_SIZE
+
+
+def network_size_for(config, frame_size):
+    """(width, height) of the network input for frames of frame_size under this configuration."""
+    family = load_family(load_model(verify=False).family)
+    return network_size(frame_size[0], frame_size[1], config.engine.input_size, family.STRIDE)
+
+
+def manager_for(config, backend=None, cache_dir=None, report=None, cancel=None, heartbeat=None, frame_size=None):
+    """frame_size: (width, height) of the frames to detect in (default: configured_frame_size)."""
     model = load_model()
-    settings = load_family(model.family).DEFAULT_SETTINGS._replace(min_score=config.detections.min_score)
+    family = load_family(model.family)
+    settings = family.DEFAULT_SETTINGS._replace(min_score=config.detections.min_score)
+    width, height = frame_size or configured_frame_size(config)
     return EngineManager(model, resolve_backend(backend or config.engine.backend),
                          cache_dir or config.engine.cache_dir or default_cache_dir(),
                          workspace_mb=config.engine.workspace_mb, threads=config.engine.threads,
-                         settings=settings, report=report, cancel=cancel, heartbeat=heartbeat)
+                         settings=settings, report=report, cancel=cancel, heartbeat=heartbeat,
+                         size=network_size(width, height, config.engine.input_size, family.STRIDE))

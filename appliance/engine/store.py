@@ -200,33 +200,52 @@ class EngineStore:
                 digest[:12], str(sidecar.get("sha256"))[:12]))
         return sidecar
 
+    def annotate(self, name, fields):
+        """Add measured figures to the sidecar of an installed engine (atomically); OSError if the disk refuses.
+        A sidecar that no longer reads is left alone: the next check rejects it."""
+        try:
+            sidecar = read_json_object(self.sidecar_path(name))
+        except EngineRejected:
+            return
+        sidecar.update(fields)
+        files.atomic_write_bytes(self.sidecar_path(name), json.dumps(sidecar, indent=2).encode("utf-8"))
+
     def discard(self, name):
         for path in (self.sidecar_path(name), self.engine_path(name)):
             remove_path(path)
 
-    def set_active(self, name):
-        """Record `name` as the engine in use; False (and logged) if the disk refuses.
+    def set_active(self, name, choice_reason=None):
+        """Record `name` as the engine in use, and why it was chosen; False (and logged) if the disk refuses.
 
         active.json only informs `engines list`: a full disk must not stop a valid engine from serving.
         """
-        if self.active() == name:
+        record = {"engine": name, "choice_reason": choice_reason}
+        if self.active_record() == record:
             return True
         path = os.path.join(self.directory, ACTIVE_NAME)
         try:
             if os.path.isdir(path):
                 remove_path(path)
-            files.atomic_write_bytes(path, json.dumps({"engine": name}).encode("utf-8"))
+            files.atomic_write_bytes(path, json.dumps(record).encode("utf-8"))
         except OSError as exc:
             log.warning("engine cache: cannot record %s as active: %s", name, files.os_reason(path, exc))
             return False
         return True
 
-    def active(self):
+    def active_record(self):
+        """{"engine": name, "choice_reason": text or None} of the engine in use, or None."""
         try:
-            engine = read_json_object(os.path.join(self.directory, ACTIVE_NAME)).get("engine")
+            record = read_json_object(os.path.join(self.directory, ACTIVE_NAME))
         except EngineRejected:
             return None
-        return engine if isinstance(engine, str) else None
+        engine, reason = record.get("engine"), record.get("choice_reason")
+        if not isinstance(engine, str):
+            return None
+        return {"engine": engine, "choice_reason": reason if isinstance(reason, str) else None}
+
+    def active(self):
+        record = self.active_record()
+        return record["engine"] if record else None
 
     def entries(self):
         """Every sidecar in the cache, newest build first; one that cannot be read has `broken` set."""

@@ -56,8 +56,8 @@ def injected_fault(job):
 def main():
     die_with_parent()
     job = json.loads(sys.stdin.read())
-    from appliance.backends import backend_module
-    backend = backend_module(job["backend"])
+    from appliance.backends import load_backend
+    backend = load_backend(job["backend"])
 
     def progress(phase, fraction):
         emit("phase", phase=phase, progress=round(float(fraction), 3))

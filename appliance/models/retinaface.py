@@ -12,6 +12,7 @@ import numpy as np
 from appliance.detections import Detections, empty_detections
 
 STEPS = (8, 16, 32)
+STRIDE = max(STEPS)   # the network input's height and width are multiples of it
 MIN_SIZES = ((16, 32), (64, 128), (256, 512))
 CENTER_VARIANCE = 0.1
 SIZE_VARIANCE = 0.2
@@ -27,24 +28,65 @@ DEFAULT_SETTINGS = PostprocessSettings(min_score=0.75, nms_iou=0.4, top_k=5000, 
 Letterbox = NamedTuple("Letterbox", [("scale", float), ("frame_width", int), ("frame_height", int)])
 
 
+def fit(frame_width, frame_height, input_width, input_height):
+    """The letterbox of a frame in the network input: (scale, width, height) of the scaled frame."""
+    scale = min(input_width / frame_width, input_height / frame_height)
+    width = max(1, min(input_width, int(round(frame_width * scale))))
+    height = max(1, min(input_height, int(round(frame_height * scale))))
+    return scale, width, height
+
+
 class Preprocessor:
-    """BGR uint8 frame (H, W, 3) -> float32 NCHW tensor of the network's size, minus the mean."""
+    """BGR uint8 frame (H, W, 3) -> float32 NCHW tensor of the network's size, minus the mean.
+
+    One pass per stage into buffers kept from frame to frame: resize (when the frame is not already the
+    network's size), subtract the mean while widening to float32, split the channels into the tensor's
+    planes. The tensor returned is the same buffer every call: use it before the next one.
+    """
 
     def __init__(self, input_width, input_height, mean):
         self.input_width = input_width
         self.input_height = input_height
-        self._mean = np.asarray(mean, np.float32).reshape(1, 1, 3)
+        self._mean = tuple(float(m) for m in mean) + (0.0,)
+        self._tensor = np.zeros((1, 3, input_height, input_width), np.float32)
+        self._region = None
 
     def __call__(self, frame):
         frame_height, frame_width = frame.shape[:2]
-        scale = min(self.input_width / frame_width, self.input_height / frame_height)
-        width = max(1, min(self.input_width, int(round(frame_width * scale))))
-        height = max(1, min(self.input_height, int(round(frame_height * scale))))
-        resized = frame if (width, height) == (frame_width, frame_height) else \
-            cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
-        tensor = np.zeros((1, 3, self.input_height, self.input_width), np.float32)
-        tensor[0, :, :height, :width] = (resized.astype(np.float32) - self._mean).transpose(2, 0, 1)
-        return tensor, Letterbox(scale, frame_width, frame_height)
+        scale, width, height = fit(frame_width, frame_height, self.input_width, self.input_height)
+        if self._region != (width, height):
+            self._use_region(width, height)
+        source = frame
+        if (width, height) != (frame_width, frame_height):
+            source = cv2.resize(frame, (width, height), dst=self._resized, interpolation=cv2.INTER_LINEAR)
+        cv2.subtract(source, self._mean, dst=self._float, dtype=cv2.CV_32F)
+        planes = cv2.split(self._float, self._planes)
+        if any(out is not plane for out, plane in zip(planes, self._planes)):  # a region narrower than the tensor
+            self._tensor[0, :, :height, :width] = np.stack(planes)
+        return self._tensor, Letterbox(scale, frame_width, frame_height)
+
+    def _use_region(self, width, height):
+        """Buffers for frames scaled to width x height; the padding around them is 0 (the mean)."""
+        self._tensor.fill(0.0)
+        self._region = (width, height)
+        self._resized = np.empty((height, width, 3), np.uint8)
+        self._float = np.empty((height, width, 3), np.float32)
+        self._planes = [self._tensor[0, channel, :height, :width] for channel in range(3)]
+
+
+class DevicePreprocessor:
+    """The same letterbox done on the session's device (TensorRT: one CUDA kernel). The frame goes in as
+    uint8; the tensor stays in the engine's input buffer and the session is handed a marker for it."""
+
+    def __init__(self, loader, input_width, input_height):
+        self._loader = loader
+        self.input_width = input_width
+        self.input_height = input_height
+
+    def __call__(self, frame):
+        frame_height, frame_width = frame.shape[:2]
+        scale, width, height = fit(frame_width, frame_height, self.input_width, self.input_height)
+        return self._loader.load(frame, width, height), Letterbox(scale, frame_width, frame_height)
 
 
 @functools.lru_cache(maxsize=8)

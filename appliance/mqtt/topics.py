@@ -21,6 +21,7 @@ class Topics:
         self.telemetry = base + "/telemetry"
         self.reply = base + "/reply"
         self.instance = base + "/instance"
+        self.snapshot = base + "/snapshot"
         self.commands = (base + "/cmd/+", "{}/{}/cmd/+".format(prefix, ALL_DEVICES))
 
     def command_target(self, topic):
@@ -46,7 +47,7 @@ def detections_payload(seq, frame, camera, faces, latency_ms):
 
 
 ENGINE_FIELDS = ("state", "phase", "progress", "eta_s", "precision", "requested_precision", "backend", "key",
-                 "built_at", "build_seconds", "fallback_reason", "error")
+                 "input_shape", "built_at", "build_seconds", "latency_ms", "choice_reason", "fallback_reason", "error")
 
 
 def engine_payload(**fields):
@@ -76,9 +77,9 @@ def reply_payload(device, command_id, command, state, ok, error=None, **fields):
     return payload
 
 
-def telemetry_payload(uptime, pipeline, camera, engine, mqtt, host, commands):
+def telemetry_payload(uptime, pipeline, camera, engine, mqtt, host, commands, faces=0, snapshot=None):
     return {"ts": round(time.time(), 3), "uptime": round(uptime, 1), "fps": pipeline["fps"],
-            "latency_ms": pipeline["latency_ms"], "dropped_frames": pipeline["dropped_frames"],
+            "processed": pipeline["processed"], "faces": faces, "snapshot": snapshot, "latency_ms": pipeline["latency_ms"], "dropped_frames": pipeline["dropped_frames"],
             "inference_paused": pipeline["paused"], "camera": camera, "engine": engine, "mqtt": mqtt,
             "commands": commands, "host": host}
 

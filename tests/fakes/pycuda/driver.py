@@ -117,3 +117,7 @@ def memcpy_dtoh_async(dest, src, stream=None):
 
 def live_allocations():
     return len(_memory)
+
+
+class CompileError(RuntimeError):
+    pass

@@ -260,7 +260,9 @@ class Builder:
                 monitor.step_complete("Building engine", step)
             monitor.phase_finish("Building engine")
         header = {"version": __version__, "device": list(_device()[1]), "ranges": ranges,
-                  "flags": sorted(f.name for f in config._flags), "workspace": config._pools.get("workspace", 0)}
+                  "flags": sorted(f.name for f in config._flags), "workspace": config._pools.get("workspace", 0),
+                  "profiles": [{name: [list(s) for s in shapes] for name, shapes in p.shapes.items()}
+                               for p in config.profiles]}
         return json.dumps(header).encode() + b"\n" + network.model
 
     def build_engine(self, network, config):
@@ -339,7 +341,13 @@ class IExecutionContext:
         return self._set_shape(name, shape)
 
     def _set_shape(self, name, shape):
+        """False for a shape outside the engine's optimisation profile, as TensorRT ("... is out of the
+        optimization profile's range")."""
         if name not in self._engine._inputs:
+            return False
+        profiles = self._engine.header.get("profiles") or []
+        low, _, high = profiles[0][name] if profiles and name in profiles[0] else (shape, shape, shape)
+        if not all(a <= v <= b for a, v, b in zip(low, shape, high)):
             return False
         self._shapes[name] = tuple(shape)
         outputs = self._engine._session.run(None, {name: np.zeros(shape, np.float32)})

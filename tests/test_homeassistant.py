@@ -1,0 +1,137 @@
+"""Home Assistant discovery: the configs as Home Assistant's MQTT documentation defines them, announced on a
+real mosquitto by the daemon, and removed again when discovery is turned off.
+
+The field names and allowed values below are those of Home Assistant's documentation (2026):
+https://www.home-assistant.io/integrations/mqtt/ (discovery, `availability`, `device`),
+https://www.home-assistant.io/integrations/sensor.mqtt/, binary_sensor.mqtt/, camera.mqtt/, and the sensor
+device classes and their units at https://www.home-assistant.io/integrations/sensor/#device-class.
+"""
+import collections
+import json
+import re
+
+import pytest
+
+from appliance.homeassistant import discovery_configs, node_id
+from appliance.mqtt.topics import Topics
+from brokers import Recorder, wait_until
+
+COMMON = {"availability", "availability_mode", "availability_template", "availability_topic", "device",
+          "enabled_by_default", "encoding", "entity_category", "entity_picture", "icon", "json_attributes_template",
+          "json_attributes_topic", "name", "default_entity_id", "payload_available", "payload_not_available",
+          "platform", "qos", "unique_id"}
+FIELDS = {
+    "sensor": COMMON | {"device_class", "expire_after", "force_update", "last_reset_value_template", "options",
+                        "state_class", "state_topic", "suggested_display_precision", "unit_of_measurement",
+                        "value_template"},
+    "binary_sensor": COMMON | {"device_class", "expire_after", "force_update", "off_delay", "payload_off",
+                               "payload_on", "state_topic", "value_template"},
+    "camera": COMMON | {"image_encoding", "topic"},
+}
+REQUIRED = {"sensor": {"state_topic"}, "binary_sensor": {"state_topic"}, "camera": {"topic"}}
+AVAILABILITY_FIELDS = {"payload_available", "payload_not_available", "topic", "value_template"}
+DEVICE_FIELDS = {"configuration_url", "connections", "hw_version", "identifiers", "manufacturer", "model",
+                 "model_id", "name", "serial_number", "suggested_area", "sw_version", "via_device"}
+SENSOR_UNITS = {"temperature": {"°C", "°F", "K"}, "power": {"W", "kW", "MW", "GW", "TW", "mW", "BTU/h"},
+                "duration": {"d", "h", "min", "s", "ms", "µs"}}
+BINARY_DEVICE_CLASSES = {"occupancy", "presence", "motion"}
+ENTITY_CATEGORIES = {"config", "diagnostic"}
+STATE_CLASSES = {"measurement", "measurement_angle", "total", "total_increasing"}
+UNIQUE_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
+Settings = collections.namedtuple("Settings", "discovery prefix")
+
+
+def rejection(component, document):
+    """Why Home Assistant would refuse this discovery config, or '' if it would take it."""
+    unknown = set(document) - FIELDS[component]
+    if unknown:
+        return "unknown fields {}".format(sorted(unknown))
+    if REQUIRED[component] - set(document):
+        return "missing {}".format(sorted(REQUIRED[component] - set(document)))
+    for entry in document.get("availability", []):
+        if "topic" not in entry or set(entry) - AVAILABILITY_FIELDS:
+            return "bad availability entry {}".format(entry)
+    device = document.get("device", {})
+    if set(device) - DEVICE_FIELDS or not (device.get("identifiers") or device.get("connections")):
+        return "bad device block {}".format(device)
+    if document.get("entity_category", "diagnostic") not in ENTITY_CATEGORIES:
+        return "entity_category"
+    if document.get("state_class", "measurement") not in STATE_CLASSES:
+        return "state_class"
+    device_class = document.get("device_class")
+    if component == "sensor" and device_class:
+        if device_class not in SENSOR_UNITS or document.get("unit_of_measurement") not in SENSOR_UNITS[device_class]:
+            return "device class {} with unit {}".format(device_class, document.get("unit_of_measurement"))
+    if component == "binary_sensor" and device_class and device_class not in BINARY_DEVICE_CLASSES:
+        return "binary device class"
+    if not UNIQUE_ID.match(document.get("unique_id", "")):
+        return "unique_id"
+    return ""
+
+
+def configs(device="cam-1.lobby", zones=("CPU-therm", "GPU-therm"), power=True):
+    return discovery_configs(Settings(True, "homeassistant"), Topics("facewatch", device), "1.0", zones, power)
+
+
+def test_every_config_is_one_home_assistant_takes():
+    for topic, document in configs().items():
+        _, component, node, object_id, _ = topic.split("/")
+        assert rejection(component, document) == "", (topic, rejection(component, document))
+        assert node == node_id("cam-1.lobby") == "facewatch_cam-1_lobby"
+
+
+def test_the_check_refuses_what_home_assistant_refuses():
+    good = configs()["homeassistant/sensor/facewatch_cam-1_lobby/fps/config"]
+    assert rejection("sensor", dict(good, state_topics="x")).startswith("unknown fields")
+    assert rejection("sensor", {k: v for k, v in good.items() if k != "state_topic"}).startswith("missing")
+    assert rejection("sensor", dict(good, device_class="temperature", unit_of_measurement="mW"))
+
+
+def test_one_device_with_faces_fps_latency_temperatures_power_presence_and_the_snapshot():
+    found = configs()
+    names = {topic.split("/")[1] + "/" + topic.split("/")[3] for topic in found}
+    assert names == {"sensor/faces", "sensor/fps", "sensor/inference_latency", "sensor/temperature_cpu_therm",
+                     "sensor/temperature_gpu_therm", "sensor/power", "binary_sensor/face_present",
+                     "camera/snapshot"}
+    assert len({json.dumps(d["device"], sort_keys=True) for d in found.values()}) == 1
+    assert len({d["unique_id"] for d in found.values()}) == len(found)
+    assert found["homeassistant/camera/facewatch_cam-1_lobby/snapshot/config"]["topic"] == \
+        "facewatch/cam-1.lobby/snapshot"
+    for document in found.values():
+        assert document["availability"][0]["topic"] == "facewatch/cam-1.lobby/status"
+
+
+def discovery_daemon(daemon_factory, port, clip, tmp_path, enabled):
+    return daemon_factory(port, {"source": clip[0], "loop": True}, name="ha-{}".format(enabled),
+                          homeassistant={"discovery": enabled}, commands={"state_dir": str(tmp_path / "state")},
+                          telemetry={"interval": 0.5})
+
+
+def started(port, daemon):
+    """Once its first telemetry arrives, everything the daemon sent at start (discovery included) has."""
+    probe = Recorder(port, "facewatch/testcam/telemetry")
+    wait_until(lambda: probe.on("telemetry"), 60, message="telemetry from " + str(daemon.config_path))
+    probe.close()
+
+
+def test_the_daemon_announces_itself_and_removes_itself_when_turned_off(mosquitto, daemon_factory, clip, tmp_path):
+    recorder = Recorder(mosquitto.port, "homeassistant/#")
+    recorder.subscribed.wait(10)
+    first = discovery_daemon(daemon_factory, mosquitto.port, clip, tmp_path, True)
+    started(mosquitto.port, first)
+    topics = {topic for topic, payload, _ in recorder.raw if payload}
+    assert {t.split("/")[3] for t in topics} >= {"faces", "fps", "inference_latency", "face_present", "snapshot"}
+    for topic in topics:
+        assert rejection(topic.split("/")[1], json.loads(recorder.raw_on(topic)[-1][0].decode())) == ""
+    late = Recorder(mosquitto.port, "homeassistant/#")
+    wait_until(lambda: len(late.raw) >= len(topics), 10, message="the retained configs")
+    assert all(retain for _, _, retain in late.raw)
+    first.stop()
+
+    second = discovery_daemon(daemon_factory, mosquitto.port, clip, tmp_path, False)
+    started(mosquitto.port, second)
+    assert {topic for topic, payload, _ in recorder.raw if not payload} == topics
+    after = Recorder(mosquitto.port, "homeassistant/#")
+    after.subscribed.wait(10)
+    started(mosquitto.port, second)
+    assert after.raw == []   # nothing retained any more
