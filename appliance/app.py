@@ -5,6 +5,7 @@ Supervisor: the first that dies stops the daemon, which publishes `offline` and 
 thread and the cause, so systemd restarts it. A clean stop (SIGTERM) publishes `stopped`.
 """
 import logging
+import math
 import os
 import threading
 import time
@@ -16,7 +17,7 @@ from appliance.detections import faces_as_json
 from appliance.errors import Cancelled, FacewatchError
 from appliance.host import open_host_sensors
 from appliance.homeassistant import Discovery
-from appliance.snapshot import Snapshots
+from appliance.snapshot import SnapshotFailed, Snapshots
 from appliance.mqtt import topics as contract
 from appliance.mqtt.link import MqttLink, correlation_properties
 from appliance.paths import default_cache_dir, default_state_dir
@@ -35,6 +36,17 @@ log = logging.getLogger(__name__)
 BUILD_TIMEOUT_EXTENSION = 30.0
 THREAD_STOP_TIMEOUT = 5.0
 REBUILD_PRECISIONS = ("auto", "int8", "fp16", "fp32")
+
+
+def finite_only(value):
+    """`value` with every NaN or infinite number (a sensor's garbage) replaced by None, which means unknown."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_only(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_only(item) for item in value]
+    return value
 
 
 def duration(seconds):
@@ -65,6 +77,7 @@ class App:
         self._seq = 0
         self._faces_seen = 0
         self.snapshots = Snapshots(config.snapshot, self._publish_snapshot)
+        self.discovery = None
 
     def start(self):
         self._connect_mqtt()
@@ -191,9 +204,11 @@ class App:
     def _announce_to_home_assistant(self):
         """Discovery configs when homeassistant.discovery is on; removes earlier ones when it is off."""
         state_dir = self.config.commands.state_dir or default_state_dir()
-        discovery = Discovery(self.config.homeassistant, self.topics, __version__, state_dir,
-                              lambda topic, payload: self.mqtt.publish(topic, payload, qos=1, retain=True))
-        discovery.apply(self._host_sample())
+        self.discovery = Discovery(self.config.homeassistant, self.topics, __version__, state_dir,
+                                   lambda topic, payload: self.mqtt.publish(topic, payload, qos=1, retain=True))
+        self.discovery.apply(self._host_sample())
+        if not self.config.snapshot.enabled:   # no face image of an earlier run stays retained as if current
+            self.mqtt.publish(self.topics.snapshot, b"", qos=1, retain=True)
 
     def _announce_ready(self):
         self.phase = "detecting on {}".format(self.camera.name)
@@ -305,7 +320,11 @@ class App:
     def _snapshot_command(self, command):
         """The latest frame, annotated, on PREFIX/DEVICE/snapshot now (whatever snapshot.enabled says)."""
         checked_args(command, {})
-        size = self.snapshots.take()
+        try:
+            size = self.snapshots.take()
+        except SnapshotFailed as exc:
+            command.reply("failed", ok=False, error=str(exc))
+            return
         if size is None:
             command.reply("failed", ok=False, error="no frame has been processed yet")
         else:
@@ -356,7 +375,7 @@ class App:
 
     def _publish_result(self, result):
         self._faces_seen = len(result.detections.boxes)
-        self.snapshots.offer(result.frame.image, result.detections)
+        self.snapshots.offer_safely(result.frame.image, result.detections)
         for listener in self.listeners:
             listener(result)
         if not self._policy.should_publish(result.detections):
@@ -371,18 +390,21 @@ class App:
         return contract.telemetry_payload(
             uptime=time.monotonic() - self.started_at, pipeline=self.pipeline.stats(),
             camera=self.camera.stats(), engine=self._engine_summary(), mqtt=self.mqtt.stats(),
-            host=self._host_sample(), commands=commands, faces=self._faces_seen, snapshot=self.snapshots.stats())
+            host=self._host_sample(), commands=commands, faces=self._faces_seen, snapshot=self.snapshots.stats(),
+            homeassistant=self.discovery.stats() if self.discovery else None)
 
     def _engine_summary(self):
-        return {k: self.engine_state.get(k) for k in ("state", "backend", "precision", "key", "input_shape",
-                                                     "latency_ms", "error")}
+        summary = {k: self.engine_state.get(k) for k in ("state", "backend", "precision", "key", "input_shape",
+                                                        "latency_ms", "error")}
+        summary["preprocessing"] = self.pipeline.preprocessing if self.pipeline else None
+        return summary
 
     def _host_sample(self):
         """Host readings; a sensor source that fails is reported in the message, not only logged."""
         if not self.host:
             return {"error": "no host sensor source is available"}
         try:
-            sample, self._host_error = self.host.sample(), None
+            sample, self._host_error = finite_only(self.host.sample()), None
             return sample
         except Exception as exc:  # jtop and sysfs raise many kinds; the daemon goes on without them
             message = "{} readings failed: {}: {}".format(self.host.name, type(exc).__name__, exc)

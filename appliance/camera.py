@@ -12,6 +12,7 @@ import time
 from typing import NamedTuple
 
 import cv2
+import numpy as np
 
 from appliance import files
 from appliance.errors import FacewatchError
@@ -229,6 +230,8 @@ class Camera:
             if grabbed and (every_frame or self._wanted(now)):
                 grabbed, image = capture.retrieve()
                 grabbed = grabbed and image is not None
+                if grabbed:
+                    image = as_bgr(image)
             if not grabbed:
                 if is_file:
                     return ENDED, delivered
@@ -314,6 +317,26 @@ class Camera:
         if self.state in (STREAMING, ENDED):
             return ""
         return "{}{}".format(self.state, ": " + self.error if self.error else "")
+
+
+def as_bgr(image):
+    """A frame as the detector takes it: 8-bit BGR, (height, width, 3). Grey, BGRA and 16-bit frames (a
+    GStreamer or V4L2 source may deliver them) are converted; any other shape is a CameraError."""
+    if image.dtype != np.uint8:
+        if image.dtype == np.uint16:
+            image = (image >> 8).astype(np.uint8)
+        else:
+            image = np.clip(np.nan_to_num(image.astype(np.float32)), 0, 255).astype(np.uint8)
+    channels = 1 if image.ndim == 2 else (image.shape[2] if image.ndim == 3 else 0)
+    if channels == 3:
+        return image
+    if channels == 1:
+        return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
+    if channels == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    raise CameraError("the source delivers frames of shape {} ({}), which are not images facewatch reads; "
+                      "ask it for BGR, grey or BGRA (e.g. videoconvert ! video/x-raw,format=BGR)".format(
+                          list(image.shape), image.dtype))
 
 
 def ewma(average, sample, weight=0.2):

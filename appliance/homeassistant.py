@@ -8,6 +8,7 @@ follows `status`. Field names are those of Home Assistant's MQTT documentation
 https://www.home-assistant.io/integrations/mqtt/#discovery-messages). The topics announced are recorded in
 the state folder, so that turning discovery off removes exactly those.
 """
+import hashlib
 import json
 import logging
 import os
@@ -18,11 +19,29 @@ from appliance import files
 log = logging.getLogger(__name__)
 
 RECORD = "homeassistant.json"
+RECORD_MAX_BYTES = 1024 * 1024
+
+
+def valid_topic(topic):
+    """A topic name one may publish to: no wildcards or NUL, UTF-8 encodable, at most 65,535 bytes."""
+    try:
+        encoded = topic.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return bool(topic) and len(encoded) <= 65535 and not any(c in topic for c in "+#\x00")
+
+
+def safe_id(name, lower=False):
+    """`name` as Home Assistant's node_id and unique_id accept it ([a-zA-Z0-9_-]); where that changed it, a
+    short digest of the original is appended, so that `cam.1` and `cam_1` stay two devices."""
+    safe = re.sub(r"[^a-z0-9_-]" if lower else r"[^a-zA-Z0-9_-]", "_", name.lower() if lower else name)
+    if safe == name:
+        return safe
+    return "{}_{}".format(safe, hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:6])
 
 
 def node_id(device):
-    """The device id as Home Assistant's node_id and unique_id accept it: [a-zA-Z0-9_-]."""
-    return "facewatch_" + re.sub(r"[^a-zA-Z0-9_-]", "_", device)
+    return "facewatch_" + safe_id(device)
 
 
 def availability(topics):
@@ -53,10 +72,12 @@ def entities(topics, temperature_zones, has_power):
         ("camera", "snapshot", {"name": "Snapshot", "topic": topics.snapshot}),
     ]
     for zone in temperature_zones:
-        found.append(("sensor", "temperature_" + re.sub(r"[^a-z0-9_]", "_", zone.lower()), {
+        key = json.dumps(zone)
+        found.append(("sensor", "temperature_" + safe_id(zone, lower=True), {
             "name": "Temperature {}".format(zone), "device_class": "temperature", "unit_of_measurement": "°C",
             "state_class": "measurement", "entity_category": "diagnostic",
-            "value_template": "{{{{ value_json.host.temperatures[{}] }}}}".format(json.dumps(zone))}))
+            "value_template": "{{{{ value_json.host.temperatures[{0}] if value_json.host.temperatures is defined "
+                              "and {0} in value_json.host.temperatures else None }}}}".format(key)}))
     if has_power:
         found.append(("sensor", "power", {
             "name": "Power", "device_class": "power", "unit_of_measurement": "W", "state_class": "measurement",
@@ -88,18 +109,25 @@ class Discovery:
         self.version = version
         self._record = os.path.join(state_dir, RECORD)
         self._publish = publish
+        self.entities = 0
+        self.error = None
 
     def apply(self, host_sample):
         """On: announce every entity (retained). Off: remove what an earlier run announced."""
+        self.error = None
         if self.settings.discovery:
-            temperatures = (host_sample or {}).get("temperatures") or {}
-            has_power = (host_sample or {}).get("power_mw") is not None
+            sample = host_sample or {}
+            temperatures = sample.get("temperatures") or {}
+            has_power = sample.get("power_mw") is not None
             configs = discovery_configs(self.settings, self.topics, self.version, sorted(temperatures), has_power)
-            for topic in sorted(set(self._announced()) - set(configs)):   # entities this host no longer has
-                self._publish(topic, b"")
+            announced = self._announced()
+            if not sample.get("error"):   # a failed reading says nothing about which sensors this host has
+                for topic in sorted(set(announced) - set(configs)):   # entities this host no longer has
+                    self._publish(topic, b"")
             for topic, document in configs.items():
                 self._publish(topic, json.dumps(document, separators=(",", ":")).encode("utf-8"))
-            self._remember(sorted(configs))
+            self._remember(sorted(set(configs) | (set(announced) if sample.get("error") else set())))
+            self.entities = len(configs)
             log.info("homeassistant: announced %d entities under %s", len(configs), self.settings.prefix)
             return len(configs)
         announced = self._announced()
@@ -108,21 +136,35 @@ class Discovery:
         if announced:
             self._forget()
             log.info("homeassistant: discovery is off; removed %d entities announced before", len(announced))
+        self.entities = 0
         return 0
 
+    def stats(self):
+        return {"discovery": self.settings.discovery, "entities": self.entities, "error": self.error}
+
     def _announced(self):
+        """The config topics an earlier run announced: only those under the discovery prefix that are valid
+        topic names; a record that is missing, not a file, too large or garbled counts as none."""
         try:
-            with open(self._record) as f:
-                topics = json.load(f)
-        except (OSError, ValueError):
+            topics = json.loads(files.read_text_file(self._record, RECORD_MAX_BYTES))
+        except (files.FileRefused, ValueError, RecursionError) as exc:
+            if os.path.lexists(self._record):
+                self.error = "the record {} is unreadable ({}); entities announced before it are not removed".format(
+                    self._record, exc)
+                log.warning("homeassistant: %s", self.error)
             return []
-        return [t for t in topics if isinstance(t, str)] if isinstance(topics, list) else []
+        if not isinstance(topics, list):
+            return []
+        return [t for t in topics if isinstance(t, str) and t.startswith(self.settings.prefix + "/")
+                and valid_topic(t)]
 
     def _remember(self, topics):
         try:
             files.atomic_write_bytes(self._record, json.dumps(topics).encode("utf-8"))
         except OSError as exc:
-            log.warning("homeassistant: cannot record the announced entities in %s: %s", self._record, exc)
+            self.error = "cannot record the announced entities in {}: {}; turning discovery off will not " \
+                         "remove them".format(self._record, exc)
+            log.warning("homeassistant: %s", self.error)
 
     def _forget(self):
         try:

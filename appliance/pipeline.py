@@ -53,6 +53,12 @@ class Pipeline:
             previous, self._detector = self._detector, detector
         return previous
 
+    @property
+    def preprocessing(self):
+        """Where frames become tensors for the serving detector ("cpu", "gpu", or "cpu: why not the GPU")."""
+        with self._detector_lock:
+            return self._detector.preprocessing
+
     def pause(self):
         """Stop inference (frames are skipped, counted by the camera) until resume()."""
         self._paused.set()

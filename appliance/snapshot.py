@@ -19,10 +19,13 @@ class Snapshots:
         self._publish = publish
         self._clock = clock
         self._lock = threading.Lock()
+        self._sending = threading.Lock()   # the publish and commands threads send one at a time, in order
         self._latest = None          # (image, detections) of the latest processed frame
         self._sent_at = None
         self.sent = 0
+        self.failed = 0
         self.last_bytes = 0
+        self.error = None
 
     def offer(self, image, detections):
         """Every processed frame: sent when it has faces and the interval has passed."""
@@ -37,7 +40,8 @@ class Snapshots:
         self._send(image, detections)
 
     def take(self):
-        """Send the latest frame now (the `snapshot` command); its size in bytes, or None before any frame."""
+        """Send the latest frame now (the `snapshot` command): its size in bytes; None before any frame;
+        SnapshotFailed saying why it could not be made."""
         with self._lock:
             latest = self._latest
         if latest is None:
@@ -45,21 +49,44 @@ class Snapshots:
         return self._send(*latest)
 
     def _send(self, image, detections):
-        jpeg = encode(annotate(image, detections), self.settings.max_width, self.settings.quality)
-        self._publish(jpeg)
-        self.sent += 1
-        self.last_bytes = len(jpeg)
-        return len(jpeg)
+        with self._sending:
+            try:
+                jpeg = encode(annotate(image, detections), self.settings.max_width, self.settings.quality)
+            except (ValueError, cv2.error) as exc:
+                self.failed += 1
+                self.error = "the snapshot of a {}x{} frame could not be made: {}".format(
+                    image.shape[1], image.shape[0], exc)
+                raise SnapshotFailed(self.error)
+            self._publish(jpeg)
+            self.sent += 1
+            self.last_bytes = len(jpeg)
+            return len(jpeg)
+
+    def offer_safely(self, image, detections):
+        """offer(), a snapshot that cannot be made being counted in stats() rather than stopping the caller."""
+        try:
+            self.offer(image, detections)
+        except SnapshotFailed:
+            pass
 
     def stats(self):
-        return {"enabled": self.settings.enabled, "sent": self.sent, "last_bytes": self.last_bytes}
+        return {"enabled": self.settings.enabled, "sent": self.sent, "failed": self.failed,
+                "last_bytes": self.last_bytes, "error": self.error}
+
+
+class SnapshotFailed(Exception):
+    pass
+
+
+JPEG_MAX_SIDE = 65500
 
 
 def encode(image, max_width, quality):
-    """JPEG bytes of `image`, scaled down to max_width when wider."""
+    """JPEG bytes of `image`, scaled down to at most max_width wide (and JPEG's 65,500 pixels high)."""
     height, width = image.shape[:2]
-    if width > max_width:
-        image = cv2.resize(image, (max_width, max(1, int(round(height * max_width / width)))),
+    scale = min(1.0, max_width / float(width), JPEG_MAX_SIDE / float(height))
+    if scale < 1.0:
+        image = cv2.resize(image, (max(1, int(width * scale)), max(1, int(height * scale))),
                            interpolation=cv2.INTER_AREA)
     ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:

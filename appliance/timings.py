@@ -20,6 +20,8 @@ class LatencyHistogram:
         self.largest_ms = 0.0
 
     def add(self, milliseconds):
+        if not math.isfinite(milliseconds):
+            return
         index = int(math.log(max(milliseconds, self.LOWEST_MS) / self.LOWEST_MS) / math.log(self.RATIO))
         self.counts[min(index, self.BUCKETS - 1)] += 1
         self.largest_ms = max(self.largest_ms, milliseconds)
@@ -32,8 +34,11 @@ class LatencyHistogram:
         return total
 
     def percentile(self, q):
-        """The q-th percentile (0..100) in ms: the middle of the bucket that holds it, never above the largest."""
+        """The q-th percentile (0..100) in ms: the middle of the bucket that holds it, never above the largest;
+        None without samples."""
         count = int(self.counts.sum())
+        if not count:
+            return None
         rank = max(1, int(math.ceil(q / 100.0 * count)))
         index = int(np.searchsorted(np.cumsum(self.counts), rank))
         middle = self.LOWEST_MS * self.RATIO ** (index + 0.5)
@@ -70,9 +75,9 @@ class StageTimings:
         with self._lock:
             for stage, parts in self._histograms.items():
                 self._drop_old(parts, now_slice)
-                if not parts:
+                total = parts[0][1].merged(histogram for _, histogram in list(parts)[1:]) if parts else None
+                if total is None or not total.counts.sum():
                     continue
-                total = parts[0][1].merged(histogram for _, histogram in list(parts)[1:])
                 report[stage] = dict({"p{}".format(q): round(total.percentile(q), 2) for q in (50, 90, 95, 99)},
                                      max=round(total.largest_ms, 2), n=int(total.counts.sum()))
         return report

@@ -147,3 +147,18 @@ def test_the_frame_size_is_learned_from_the_first_frame(running, clip):
 def test_no_frame_size_is_invented_for_a_source_that_does_not_open(running, tmp_path):
     source = running(settings(source=str(tmp_path / "missing.avi"), reconnect_min=0.05, reconnect_max=0.1))
     assert source.wait_for_frame_size(0.3) is None
+
+
+@pytest.mark.parametrize("shape, dtype", [((48, 64), np.uint8), ((48, 64, 1), np.uint8), ((48, 64, 4), np.uint8),
+                                          ((48, 64, 3), np.uint16)])
+def test_grey_bgra_and_16_bit_frames_become_8_bit_bgr(shape, dtype):
+    from appliance.camera import as_bgr
+    value = 200 * 256 if dtype == np.uint16 else 200
+    frame = as_bgr(np.full(shape, value, dtype))
+    assert frame.shape == (48, 64, 3) and frame.dtype == np.uint8 and (frame == 200).all()
+
+
+def test_a_frame_of_another_shape_is_a_clear_camera_error():
+    from appliance.camera import CameraError, as_bgr
+    with pytest.raises(CameraError, match=r"frames of shape \[48, 64, 2\]"):
+        as_bgr(np.zeros((48, 64, 2), np.uint8))

@@ -77,11 +77,11 @@ def test_every_config_is_one_home_assistant_takes():
     for topic, document in configs().items():
         _, component, node, object_id, _ = topic.split("/")
         assert rejection(component, document) == "", (topic, rejection(component, document))
-        assert node == node_id("cam-1.lobby") == "facewatch_cam-1_lobby"
+        assert node == node_id("cam-1.lobby") and node.startswith("facewatch_cam-1_lobby_")
 
 
 def test_the_check_refuses_what_home_assistant_refuses():
-    good = configs()["homeassistant/sensor/facewatch_cam-1_lobby/fps/config"]
+    good = configs()["homeassistant/sensor/{}/fps/config".format(node_id("cam-1.lobby"))]
     assert rejection("sensor", dict(good, state_topics="x")).startswith("unknown fields")
     assert rejection("sensor", {k: v for k, v in good.items() if k != "state_topic"}).startswith("missing")
     assert rejection("sensor", dict(good, device_class="temperature", unit_of_measurement="mW"))
@@ -89,13 +89,13 @@ def test_the_check_refuses_what_home_assistant_refuses():
 
 def test_one_device_with_faces_fps_latency_temperatures_power_presence_and_the_snapshot():
     found = configs()
-    names = {topic.split("/")[1] + "/" + topic.split("/")[3] for topic in found}
-    assert names == {"sensor/faces", "sensor/fps", "sensor/inference_latency", "sensor/temperature_cpu_therm",
-                     "sensor/temperature_gpu_therm", "sensor/power", "binary_sensor/face_present",
+    names = {topic.split("/")[1] + "/" + re.sub(r"_[0-9a-f]{6}$", "", topic.split("/")[3]) for topic in found}
+    assert names == {"sensor/faces", "sensor/fps", "sensor/inference_latency", "sensor/temperature_cpu-therm",
+                     "sensor/temperature_gpu-therm", "sensor/power", "binary_sensor/face_present",
                      "camera/snapshot"}
     assert len({json.dumps(d["device"], sort_keys=True) for d in found.values()}) == 1
     assert len({d["unique_id"] for d in found.values()}) == len(found)
-    assert found["homeassistant/camera/facewatch_cam-1_lobby/snapshot/config"]["topic"] == \
+    assert found["homeassistant/camera/{}/snapshot/config".format(node_id("cam-1.lobby"))]["topic"] == \
         "facewatch/cam-1.lobby/snapshot"
     for document in found.values():
         assert document["availability"][0]["topic"] == "facewatch/cam-1.lobby/status"
@@ -135,3 +135,27 @@ def test_the_daemon_announces_itself_and_removes_itself_when_turned_off(mosquitt
     after.subscribed.wait(10)
     started(mosquitto.port, second)
     assert after.raw == []   # nothing retained any more
+
+
+def test_ids_that_differ_only_in_characters_home_assistant_refuses_stay_apart():
+    assert len({node_id(device) for device in ("cam.1", "cam_1", "cam-\u00fc", "cam-\u00e9")}) == 4
+    zones = configs(zones=("CPU-therm", "cpu_therm", "cpu-therm"))
+    assert len([t for t in zones if "/temperature_" in t]) == 3
+
+
+def test_a_garbled_record_or_a_fifo_in_its_place_counts_as_none_announced(tmp_path):
+    import os
+    from appliance.homeassistant import Discovery
+    sent = []
+    record = tmp_path / "homeassistant.json"
+    for content in ('["a/#", "", "homeassistant/sensor/x/y/config", "elsewhere/z"]', "[" * 100000, "\udcff"):
+        record.write_text(content, errors="surrogateescape")
+        discovery = Discovery(Settings(False, "homeassistant"), Topics("facewatch", "cam"), "1.0", str(tmp_path),
+                              lambda topic, payload: sent.append(topic))
+        discovery.apply({})
+    assert sent == ["homeassistant/sensor/x/y/config"]   # only what is under the prefix and a valid topic
+    os.remove(str(record))
+    os.mkfifo(str(record))
+    discovery = Discovery(Settings(False, "homeassistant"), Topics("facewatch", "cam"), "1.0", str(tmp_path),
+                          lambda topic, payload: sent.append(topic))
+    assert discovery.apply({}) == 0 and "unreadable" in discovery.stats()["error"]

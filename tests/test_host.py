@@ -304,3 +304,15 @@ def test_the_disk_of_a_folder_not_made_yet_is_unknown(no_jtop, tmp_path):
     missing = str(tmp_path / "engines")
     sample = open_host_sensors(missing, root=NANO).sample()
     assert sample["disk"] == {"path": missing, "free_mb": None, "percent": None}
+
+
+def test_a_fifo_or_an_absurd_number_in_sysfs_costs_only_that_field(no_jtop, tmp_path):
+    nano = copy_of(tmp_path, "nano")
+    os.remove(os.path.join(nano, "etc", "nvpmodel.conf"))
+    os.mkfifo(os.path.join(nano, "etc", "nvpmodel.conf"))        # would block an open() for ever
+    write(nano, "sys/class/thermal/thermal_zone3/temp", "9" * 400 + "\n")
+    sample = open_host_sensors(str(tmp_path), root=nano).sample()
+    assert sample["nvpmodel"] is None
+    expected = dict(SYSFS_CASES["nano"]["temperatures"])
+    expected.pop([name for name in expected if name.upper().startswith("PLL")][0])
+    assert sample["temperatures"] == expected

@@ -57,3 +57,25 @@ def test_the_jpeg_is_annotated_and_no_wider_than_max_width():
     image = cv2.imdecode(np.frombuffer(sent[0], np.uint8), cv2.IMREAD_COLOR)
     assert image.shape == (180, 320, 3)
     assert np.abs(image.astype(int) - 200).max() > 50   # the box was drawn
+
+
+def test_a_frame_taller_than_jpeg_allows_is_scaled_to_fit():
+    from appliance.snapshot import encode
+    image = cv2.imdecode(np.frombuffer(encode(np.zeros((66000, 8, 3), np.uint8), 640, 80), np.uint8),
+                         cv2.IMREAD_COLOR)
+    assert image.shape[0] <= 65500
+
+
+def test_a_snapshot_that_cannot_be_made_is_counted_and_said_not_raised_into_the_pipeline(monkeypatch):
+    import appliance.snapshot as snapshot
+    clock = [0.0]
+    snap, sent = snapshots(clock)
+    monkeypatch.setattr(snapshot.cv2, "imencode", lambda *args: (False, None))
+    snap.offer_safely(np.zeros((480, 640, 3), np.uint8), faces(1))
+    assert sent == [] and snap.stats()["failed"] == 1 and "could not be made" in snap.stats()["error"]
+    try:
+        snap.take()
+    except snapshot.SnapshotFailed as exc:
+        assert "640x480" in str(exc)
+    else:
+        raise AssertionError("take() hid the failure")

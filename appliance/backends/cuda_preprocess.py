@@ -78,7 +78,10 @@ class CudaFrameLoader(FrameLoader):
         return ON_DEVICE
 
     def stage(self, frame):
-        """Copy the frame into the page-locked staging buffer (host)."""
+        """Copy the frame (8-bit BGR, height x width x 3) into the page-locked staging buffer (host)."""
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError("the GPU letterbox takes 8-bit BGR frames, not {} {}".format(list(frame.shape),
+                                                                                        frame.dtype))
         self._reserve(frame.nbytes)
         self._frame_size = (frame.shape[1], frame.shape[0])
         self._staged = self._host[:frame.nbytes].reshape(frame.shape)

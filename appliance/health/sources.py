@@ -3,6 +3,7 @@
 Both give the same fields (appliance/health/__init__.py lists them); a field a source cannot tell is None.
 """
 import logging
+import math
 import numbers
 import os
 
@@ -95,7 +96,11 @@ def number(value):
     """value as a float, or None for what is not a number (jtop writes 'OFF' for a sensor that is off)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Number):
         return None
-    return float(value)
+    try:
+        value = float(value)
+    except (OverflowError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def stats_value(stats, name):

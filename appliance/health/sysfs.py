@@ -10,6 +10,8 @@ import logging
 import os
 import re
 
+from appliance import files
+
 log = logging.getLogger(__name__)
 
 OFF_C = -256.0  # jetson-stats' value for a sensor that is off (and what some L4T zones read then)
@@ -34,14 +36,26 @@ NVPMODEL_STATUS = re.compile(r"pmode:\s*(\d+)", re.IGNORECASE)
 TRAILING_NUMBER = re.compile(r"(\d+)$")
 
 
+MAX_FILE_BYTES = 256 * 1024
+MAX_READING = 10 ** 12   # larger is garbage (and would overflow a float)   # /etc/nvpmodel.conf is the largest file read (tens of KB)
+
+
 def read_text(path):
-    with open(path) as f:
-        return f.read().strip().rstrip("\x00").strip()
+    """A regular file's text, opened without blocking and capped: a FIFO or a device in its place, or a
+    file that never ends, is refused (ValueError) instead of hanging the sample."""
+    try:
+        data = files.read_regular_file(path, MAX_FILE_BYTES)
+    except files.FileRefused as exc:
+        raise ValueError(str(exc))
+    return data.decode("utf-8", "replace").strip().rstrip("\x00").strip()
 
 
 def read_number(path):
     """The first word of a sysfs value as an int ("5072", "32760 ma"); raises on anything else."""
-    return int(read_text(path).split()[0])
+    value = int(read_text(path).split()[0][:20])
+    if abs(value) > MAX_READING:
+        raise ValueError("{}: {} is no sensor reading".format(path, value))
+    return value
 
 
 def guarded(read, default=None):
@@ -57,7 +71,7 @@ def optional(read, *args):
     """read(*args), or None where the file is missing or garbled."""
     try:
         return read(*args)
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError, IndexError, OverflowError):
         return None
 
 

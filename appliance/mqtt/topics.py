@@ -77,9 +77,11 @@ def reply_payload(device, command_id, command, state, ok, error=None, **fields):
     return payload
 
 
-def telemetry_payload(uptime, pipeline, camera, engine, mqtt, host, commands, faces=0, snapshot=None):
+def telemetry_payload(uptime, pipeline, camera, engine, mqtt, host, commands, faces=0, snapshot=None,
+                      homeassistant=None):
     return {"ts": round(time.time(), 3), "uptime": round(uptime, 1), "fps": pipeline["fps"],
-            "processed": pipeline["processed"], "faces": faces, "snapshot": snapshot, "latency_ms": pipeline["latency_ms"], "dropped_frames": pipeline["dropped_frames"],
+            "processed": pipeline["processed"], "faces": faces, "snapshot": snapshot,
+            "homeassistant": homeassistant, "latency_ms": pipeline["latency_ms"], "dropped_frames": pipeline["dropped_frames"],
             "inference_paused": pipeline["paused"], "camera": camera, "engine": engine, "mqtt": mqtt,
             "commands": commands, "host": host}
 
