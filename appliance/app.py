@@ -296,7 +296,10 @@ class App:
         if fields.get("state") == "building":
             self._set_phase("building {} engine: {} {:.0f}%".format(
                 fields.get("precision"), fields.get("phase"), 100 * (fields.get("progress") or 0)))
-        log.info("engine: %s %s %s", fields.get("state"), fields.get("phase"), fields.get("progress"))
+        if fields.get("state") == fields.get("phase"):
+            log.info("engine: %s", fields.get("state"))
+        else:
+            log.info("engine: %s: %s %.0f%%", fields.get("state"), fields.get("phase"), 100 * (fields.get("progress") or 0))
 
     def _build_heartbeat(self, elapsed, cpu):
         """Every second of a build whose child lives and works: systemd's start timeout moves on, and

@@ -336,11 +336,12 @@ def test_the_snapshot_command_publishes_the_latest_frame_annotated(mosquitto, da
     recorder = Recorder(mosquitto.port, PREFIX + "/#")
     start(daemon_factory, mosquitto.port, clip, key_file, snapshot={"enabled": False})
     wait_until(lambda: len(recorder.on("detections")) >= 3, 60, message="detections")
-    assert recorder.raw_on("snapshot") == []   # snapshot.enabled = false: none by itself
+    assert [jpeg for jpeg, _ in recorder.raw_on("snapshot") if jpeg] == []   # enabled = false: none by itself
+    assert recorder.raw_on("snapshot")[0] == (b"", False)   # and the retained one of an earlier run cleared
     command_id = send(client(mosquitto.port), envelope("snapshot"))
     outcome = final(recorder, command_id)
     assert outcome["state"] == "done" and outcome["topic"] == PREFIX + "/snapshot"
-    jpeg, _ = wait_until(lambda: recorder.raw_on("snapshot"), 10, message="the snapshot")[-1]
+    jpeg, _ = wait_until(lambda: [m for m in recorder.raw_on("snapshot") if m[0]], 10, message="the snapshot")[-1]
     assert len(jpeg) == outcome["bytes"]
     image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert image is not None and image.shape[1] == 640

@@ -159,8 +159,9 @@ def test_hangup_stops_cleanly_and_user_signals_are_ignored(mosquitto, daemon_fac
         assert daemon.process.poll() is None
 
 
-def write_wide_clip(path, source, frames=40):
-    """The demo clip's first frames, scaled to 1280x720 (written aside, then renamed into place)."""
+def write_wide_clip(path, source, frames=30):
+    """The demo clip's first 30 frames (each has two faces; 30-39 have none), scaled to 1280x720 (written
+    aside, then renamed into place)."""
     import os
     import cv2
     capture = cv2.VideoCapture(source)

@@ -66,7 +66,7 @@ def run(args):
             "mqtt": {"host": host, "port": int(port), "device_id": DEMO_DEVICE, "protocol": "3.1.1"},
             "telemetry": {"interval": 1.0},
             "engine": {"backend": "onnxruntime", "threads": args.threads, "cache_dir": cache_dir},
-            "commands": {"state_dir": os.path.dirname(cache_dir)},
+            "commands": {"state_dir": os.path.join(cache_dir, "demo-state")},   # never beside whatever --cache-dir is
         }, path=None)
         best = BestFrame()
         stop_event = threading.Event()
@@ -144,7 +144,8 @@ class Watcher:
             inference = document["latency_ms"].get("inference", {})
             print("  [telemetry]  fps capture {} inference {}, inference p50 {} ms, camera {}, dropped {}".format(
                 document["fps"]["capture"], document["fps"]["inference"], inference.get("p50"),
-                document["camera"]["state"], document["dropped_frames"]))
+                document["camera"]["state"], ", ".join("{} {}".format(cause, count) for cause, count in
+                                                        sorted(document["dropped_frames"].items()))))
 
     def close(self):
         self._controller.close()
