@@ -2,6 +2,7 @@
 would: systemctl, the journal, and the messages on a real mosquitto outside the box."""
 import glob
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,7 +46,11 @@ def broker(tmp_path_factory):
 def box(tmp_path_factory):
     """A booted systemd with facewatch installed by scripts/install.sh (from a wheel of this tree)."""
     wheels = tempfile.mkdtemp(prefix="facewatch-box-", dir="/var/tmp")  # /tmp is the box's own
-    subprocess.check_call([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, REPO_ROOT])
+    # Built from a copy: the checkout's own build/ folder (left by other builds) cannot trip this one.
+    source = os.path.join(wheels, "source")
+    shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", "build", "*.egg-info", "__pycache__", ".cache", ".whl", ".pytest_cache"))
+    subprocess.check_call([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, source])
     instance = SystemdBox(REPO_ROOT, tmp_path_factory.mktemp("box") / "boot.log").boot()
     try:
         started = time.monotonic()
