@@ -10,6 +10,8 @@ ours runs meanwhile). Frames are the demo clip's (640x480) and the same frames s
   stages    preprocessing and postprocessing per frame (p50/p99); capture: grab only vs grab + decode
   threads   the pipeline's own threads (camera, inference, publish) in this process with ONNX Runtime at
             1 and 2 threads, spinning on and off: frames/s against the raw engine at the same setting
+  workers   one inference thread with a 2-thread session (today's design) against two inference threads
+            with 1-thread sessions taking frames in turn: a design measured here, not in the daemon yet
   daemon    `facewatch run` with a real mosquitto, reading the clip as fast as it is consumed (looped), the
             shipped defaults: frames/s (from telemetry's `processed`) against the raw engine at the same
             shape, its stage latencies and capture->publish (`total`) p50/p99, and its RSS growth
@@ -192,6 +194,56 @@ def bench_threads(model, frames, frames_count):
     return rows
 
 
+def workers_fps(model, path, workers, threads, frames):
+    """Frames/s of `workers` inference threads, each with its own session of `threads` threads, taking
+    frames in turn from one camera (the clip as fast as consumed) -- a design the daemon does not have yet."""
+    from appliance.camera import Camera
+    from appliance.config import build
+    from appliance.workers import Supervisor
+    stop = threading.Event()
+    camera = Camera(build({"camera": {"source": path, "realtime": False, "loop": True}}, path=None).camera, stop)
+    detectors = [Detector(OrtSession(model.onnx_path, threads), model, size=(640, 480)) for _ in range(workers)]
+    for detector in detectors:
+        detector.warm_up()
+    marks, lock, done = [], threading.Lock(), threading.Event()
+
+    def work(detector):
+        while not stop.is_set():
+            frame = camera.latest(timeout=0.5)
+            if frame is None:
+                continue
+            found = detector.detect(frame.image)
+            json.dumps({"faces": found.boxes.tolist(), "scores": found.scores.tolist()})
+            with lock:
+                marks.append(time.monotonic())
+                if len(marks) >= frames:
+                    done.set()
+    supervisor = Supervisor(stop)
+    supervisor.start("camera", camera.run)
+    threads_ = [threading.Thread(target=work, args=(detector,)) for detector in detectors]
+    for thread in threads_:
+        thread.start()
+    done.wait(600)
+    stop.set()
+    for thread in threads_:
+        thread.join()
+    supervisor.join(["camera"])
+    for detector in detectors:
+        detector.close()
+    measured = marks[len(marks) // 10:]
+    return round((len(measured) - 1) / (measured[-1] - measured[0]), 1)
+
+
+def bench_workers(model, frames, frames_count, raw_reference):
+    """One worker with a 2-thread session (today's daemon) against two workers with 1-thread sessions."""
+    rows = []
+    for workers, threads in ((1, 2), (2, 1)):
+        fps = workers_fps(model, CLIP, workers, threads, frames_count)
+        rows.append({"workers": workers, "ort_threads": threads, "fps": fps, "raw_2_threads": raw_reference,
+                     "vs_raw": round(fps / raw_reference, 2)})
+    return rows
+
+
 def rss_mb(pid):
     with open("/proc/{}/status".format(pid)) as status:
         for line in status:
@@ -296,6 +348,10 @@ def main():
     print_table("stages: per frame, ms", results["stages"])
     results["threads"] = bench_threads(model, frames[(640, 480)], max(1000, arguments.frames // 5))
     print_table("threads: the pipeline in-process at VGA, ONNX Runtime settings", results["threads"])
+    raw_two = [r for r in results["threads"] if r["ort_threads"] == 2 and not r["spinning"]][0]["raw_fps"]
+    results["workers"] = bench_workers(model, frames[(640, 480)], max(1000, arguments.frames // 5), raw_two)
+    print_table("workers: inference threads with their own sessions, at VGA (not in the daemon yet)",
+                results["workers"])
     results["daemon"] = []
     for size, count in (((640, 480), arguments.frames), ((1280, 720), max(2000, arguments.frames // 5))):
         raw = [r for r in results["backend"] if r["frame"] == list(size)][0]["fp32_fps"]
