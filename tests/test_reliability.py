@@ -260,7 +260,10 @@ def test_a_long_run_keeps_memory_descriptors_and_threads_flat(mosquitto, daemon_
            rss_growth_mb=round(max(rss) - min(rss), 1), fds=sorted({s[1] for s in settled}),
            threads=sorted({s[2] for s in settled}), window=processed)
     assert max(rss) - min(rss) < 5.0, rss
-    assert len({s[1] for s in settled}) == 1 and len({s[2] for s in settled}) == 1, settled
+    # flat: the last third never above the first (a decoder may start and end a thread in between; a leak grows)
+    third = max(1, len(settled) // 3)
+    for index in (1, 2):
+        assert max(s[index] for s in settled[-third:]) <= max(s[index] for s in settled[:third]), settled
 
 
 def acl_broker(tmp_path):
