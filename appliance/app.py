@@ -378,7 +378,7 @@ class App:
 
     def _publish_result(self, result):
         self._faces_seen = len(result.detections.boxes)
-        self.snapshots.offer_safely(result.frame.image, result.detections)
+        self.snapshots.offer(result.frame.image, result.detections)
         for listener in self.listeners:
             listener(result)
         if not self._policy.should_publish(result.detections):

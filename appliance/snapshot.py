@@ -28,7 +28,8 @@ class Snapshots:
         self.error = None
 
     def offer(self, image, detections):
-        """Every processed frame: sent when it has faces and the interval has passed."""
+        """Every processed frame: sent when it has faces and the interval has passed. A snapshot that cannot
+        be made is counted in stats(), never raised into the pipeline."""
         with self._lock:
             self._latest = (image, detections)
         if not self.settings.enabled or not len(detections.boxes):
@@ -37,7 +38,10 @@ class Snapshots:
         if self._sent_at is not None and now - self._sent_at < self.settings.interval:
             return
         self._sent_at = now
-        self._send(image, detections)
+        try:
+            self._send(image, detections)
+        except SnapshotFailed:
+            pass
 
     def take(self):
         """Send the latest frame now (the `snapshot` command): its size in bytes; None before any frame;
@@ -61,13 +65,6 @@ class Snapshots:
             self.sent += 1
             self.last_bytes = len(jpeg)
             return len(jpeg)
-
-    def offer_safely(self, image, detections):
-        """offer(), a snapshot that cannot be made being counted in stats() rather than stopping the caller."""
-        try:
-            self.offer(image, detections)
-        except SnapshotFailed:
-            pass
 
     def stats(self):
         return {"enabled": self.settings.enabled, "sent": self.sent, "failed": self.failed,

@@ -335,6 +335,8 @@ def main():
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: its default, as shipped)")
     parser.add_argument("--json", default=os.path.join(REPO_ROOT, "bench", "results", "latest.json"))
     arguments = parser.parse_args()
+    if arguments.frames < 2000:
+        parser.error("--frames: at least 2000 (the daemon is measured between frame 1,000 and the last)")
     model = load_model()
     workdir = tempfile.mkdtemp(prefix="facewatch-bench-")
     paths = {size: clip_at(size, workdir) for size in FRAME_SIZES}

@@ -16,6 +16,20 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def refuses(port):
+    """Nothing listens on 127.0.0.1:port any more."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return False
+    except OSError:
+        return True
+
+
+def leftovers(folder):
+    """facewatch's temporary folders (a private broker's) left in `folder`."""
+    return [name for name in os.listdir(str(folder)) if name.startswith("facewatch-")]
+
+
 def wait_until(predicate, timeout, interval=0.05, message="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -7,24 +7,14 @@ import sys
 import cv2
 import pytest
 
-from brokers import wait_until
+from brokers import leftovers, refuses, wait_until
 from conftest import REPO_ROOT, run_cli
 
 BROKER_LINE = r"facewatch demo: broker {} (\S+) on 127\.0\.0\.1:(\d+) \(private, stopped at the end\)\n"
 
 
-def refuses(port):
-    import socket
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return False
-    except OSError:
-        return True
 
 
-def leftovers(temp):
-    """The private mosquitto's folders left in TMPDIR."""
-    return [name for name in os.listdir(str(temp)) if name.startswith("facewatch-")]
 
 
 def assert_a_full_run(result, out):

@@ -13,18 +13,11 @@ import pytest
 
 from appliance import demo_broker
 from appliance.errors import FacewatchError
+from brokers import leftovers, refuses
 
 
-def leftovers(folder):
-    return [name for name in os.listdir(str(folder)) if name.startswith("facewatch-")]
 
 
-def refuses(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return False
-    except OSError:
-        return True
 
 
 class Client:

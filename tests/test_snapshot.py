@@ -71,7 +71,7 @@ def test_a_snapshot_that_cannot_be_made_is_counted_and_said_not_raised_into_the_
     clock = [0.0]
     snap, sent = snapshots(clock)
     monkeypatch.setattr(snapshot.cv2, "imencode", lambda *args: (False, None))
-    snap.offer_safely(np.zeros((480, 640, 3), np.uint8), faces(1))
+    snap.offer(np.zeros((480, 640, 3), np.uint8), faces(1))
     assert sent == [] and snap.stats()["failed"] == 1 and "could not be made" in snap.stats()["error"]
     try:
         snap.take()
