@@ -17,13 +17,14 @@ from appliance.detections import faces_as_json
 from appliance.errors import Cancelled, FacewatchError
 from appliance.host import open_host_sensors
 from appliance.homeassistant import Discovery
+from appliance.inference_plan import available_cpus, plan_inference
 from appliance.snapshot import SnapshotFailed, Snapshots
 from appliance.mqtt import topics as contract
 from appliance.mqtt.link import MqttLink, correlation_properties
 from appliance.paths import default_cache_dir, default_state_dir
 from appliance.pipeline import Pipeline
 from appliance.publish_policy import make_policy
-from appliance.rebuild import Rebuilder
+from appliance.rebuild import Rebuilder, warm_detectors
 from appliance.remote.dispatcher import Dispatcher, checked_args
 from appliance.remote.envelope import Rejected
 from appliance.remote.replay import ReplayGuard
@@ -67,9 +68,11 @@ class App:
         self.topics = contract.Topics(config.mqtt.prefix, configuration.device_id(config))
         self.supervisor = Supervisor(self.stop_event)
         self.started_at = time.monotonic()
-        self.mqtt = self.detector = self.camera = self.pipeline = self.host = None
+        self.mqtt = self.camera = self.pipeline = self.host = self.plan = None
+        self.detectors = []
         self.engine = self.commands = self.rebuilder = None
         self.frame_size = None
+        self.backend_name = None
         self.engine_state = {}
         self.phase = "starting"
         self._host_error = None
@@ -84,6 +87,7 @@ class App:
         self._listen_for_commands()
         self._start_camera()
         self._learn_frame_size()
+        self._plan_inference()
         self._open_engine()
         self._start_pipeline()
         self._open_host_sensors()
@@ -163,18 +167,33 @@ class App:
             log.warning("camera: no frame within %.0f s; building for %dx%d frames for now and switching once "
                         "frames arrive", self.config.camera.open_timeout, *self.frame_size)
 
+    def _plan_inference(self):
+        """The backend, how many inference threads, and how many backend threads each."""
+        from appliance.backends import load_backend, resolve_backend
+        settings = self.config.engine
+        backend = load_backend(resolve_backend(settings.backend))
+        self.plan = plan_inference(settings.workers, settings.threads,
+                                   (backend.max_workers, backend.workers_limit_reason), available_cpus())
+        self.backend_name = backend.name
+        log_level = logging.WARNING if self.plan.workers < settings.workers else logging.INFO
+        log.log(log_level, "inference: %d thread(s) on %s, %s backend threads each (%s)", self.plan.workers,
+                backend.name, self.plan.threads or "its own choice of", self.plan.reason)
+
     def _open_engine(self):
         """Build what is missing (first boot), then load and warm up; progress on the engine topic."""
-        from appliance.engine.setup import manager_for
         self._set_phase("checking engine")
-        manager = manager_for(self.config, report=self._report_engine, cancel=self.stop_event,
-                              heartbeat=self._build_heartbeat, frame_size=self.frame_size)
-        self.engine, self.detector = manager.load(self.config.engine.precision)
+        manager = self._manager(self._report_engine, self.frame_size, heartbeat=self._build_heartbeat)
+        self.engine, detector = manager.load(self.config.engine.precision)
         self._set_phase("warming up")
-        self.detector.warm_up()
+        self.detectors = warm_detectors(manager, self.engine, detector, self.plan.workers, self.stop_event)
+
+    def _manager(self, report, frame_size, heartbeat=None):
+        from appliance.engine.setup import manager_for
+        return manager_for(self.config, backend=self.backend_name, report=report, cancel=self.stop_event,
+                           heartbeat=heartbeat, frame_size=frame_size, threads=self.plan.threads)
 
     def _start_pipeline(self):
-        self.pipeline = Pipeline(self.camera, self.detector, self._publish_result, self.stop_event,
+        self.pipeline = Pipeline(self.camera, self.detectors, self._publish_result, self.stop_event,
                                  on_progress=self.notifier.progress, on_frame_size=self._frame_size_seen)
         self.rebuilder = Rebuilder(self._engine_manager, self.pipeline, lambda: self.engine, self._served,
                                    self.config.engine, self.supervisor, self.stop_event, lambda: self.frame_size)
@@ -228,14 +247,18 @@ class App:
         """Wake and join the pipeline and camera threads; the names of any that did not end."""
         if self.camera:
             self.camera.wake()
-        stuck = self.supervisor.join(Pipeline.THREADS + ("camera", "commands", "rebuild"), THREAD_STOP_TIMEOUT)
+        pipeline_threads = self.pipeline.threads if self.pipeline else ()
+        stuck = self.supervisor.join(pipeline_threads + ("camera", "commands", "rebuild"), THREAD_STOP_TIMEOUT)
         if stuck:
             log.error("thread(s) %s did not stop within %.0f s", ", ".join(stuck), THREAD_STOP_TIMEOUT)
         return stuck
 
     def _close_engine(self, stuck):
-        if self.detector and "inference" not in stuck:
-            self.detector.close()
+        if self.pipeline:
+            self.pipeline.close_detectors(stuck)
+        else:
+            for detector in self.detectors:
+                detector.close()
 
     def _disconnect_mqtt(self, final_status):
         if self.mqtt:
@@ -341,12 +364,10 @@ class App:
 
     def _engine_manager(self, report, frame_size):
         """A manager for a rebuild: its reports go to the engine topic and to the commander."""
-        from appliance.engine.setup import manager_for
-
         def both(**fields):
             self._report_engine(**fields)
             report(**fields)
-        return manager_for(self.config, report=both, cancel=self.stop_event, frame_size=frame_size)
+        return self._manager(both, frame_size)
 
     def _frame_size_seen(self, frame_size):
         """On the inference thread, when frames of a new size arrive: switch to the matching engine."""
@@ -400,6 +421,9 @@ class App:
         summary = {k: self.engine_state.get(k) for k in ("state", "backend", "precision", "key", "input_shape",
                                                         "latency_ms", "error")}
         summary["preprocessing"] = self.pipeline.preprocessing if self.pipeline else None
+        if self.plan:
+            summary.update(workers=self.plan.workers, threads_per_worker=self.plan.threads,
+                           workers_reason=self.plan.reason)
         return summary
 
     def _host_sample(self):

@@ -93,6 +93,7 @@ SCHEMA = collections.OrderedDict([
         ("precision", field(str, "auto", choices=("auto", "int8", "fp16", "fp32"))),
         ("cache_dir", field(str, "", check=validators.folder_path)),
         ("threads", field(int, 0, 0, 256)),
+        ("workers", field(int, 0, 0, 16)),
         ("workspace_mb", field(int, 256, 16, 65536)),
         ("input_size", field(int, 640, 128, 1920, check=validators.multiple_of(32))),
         ("rebuild_mode", field(str, "auto", choices=("auto", "hot", "paused"))),
@@ -255,6 +256,10 @@ def check_relations(sections):
         problem = validators.client_certificate(mqtt.tls_cert, mqtt.tls_key)
         if problem:
             errors.append("mqtt.tls_cert: " + problem)
+    engine = sections["engine"]
+    if engine.backend == "tensorrt" and engine.workers > 1:
+        errors.append("engine.workers: TensorRT serves from one inference thread; set 0 (auto) or 1 with "
+                      "engine.backend = \"tensorrt\"")
     if mqtt.password_file and not mqtt.username:
         errors.append("mqtt.password_file: a password needs mqtt.username")
     device = effective_device_id(mqtt)

@@ -1,17 +1,22 @@
-"""capture -> inference -> publish, each on its own thread, joined by bounded queues and one stop event.
+"""capture -> inference (one or more threads) -> publish, joined by a bounded, ordered hand-over and one stop event.
 
-The camera thread keeps only the newest frame (older ones are counted as dropped). The inference thread
-runs pre-processing, the engine and post-processing and times each. The publish thread serialises and
-hands results to MQTT, so a slow broker never holds the engine. Frames whose size changes are reported
-(on_frame_size), so that the daemon can switch to the engine shaped for them. `on_progress` is called after every
-frame processed and every idle wait on the camera: a stalled engine stops calling it. Both loops run
-under the daemon's Supervisor: an exception ends the daemon with its cause, never only a log line.
+The camera thread keeps only the newest frame (older ones are counted as dropped). Each inference thread
+has its own detector and takes the camera's newest frame in turn with a ticket; it runs pre-processing,
+the engine and post-processing and times each. Results reach the publish thread in the order their frames
+were taken (InOrder), whichever thread finishes first, so detections are never published out of order.
+The publish thread serialises and hands results to MQTT, so a slow broker never holds the engine.
+Frames whose size changes are reported (on_frame_size), so that the daemon can switch to the engine
+shaped for them. `on_progress` is called after every frame processed, and on idle waits while no frame
+is in flight: a stalled engine stops calling it, even while another inference thread could go on (its
+results wait for the stalled frame, and no thread runs ahead by more than the window). The loops run under
+the daemon's Supervisor: an exception ends the daemon with its cause, never only a log line.
 """
-import queue
+import collections
 import threading
 import time
 from typing import NamedTuple
 
+from appliance.errors import Cancelled
 from appliance.timings import RateMeter, StageTimings
 
 STAGES = ("frame_age", "preprocess", "inference", "postprocess", "publish", "total")
@@ -19,45 +24,155 @@ STAGES = ("frame_age", "preprocess", "inference", "postprocess", "publish", "tot
 Result = NamedTuple("Result", [("frame", object), ("detections", object), ("latency", float)])
 
 
+class InOrder:
+    """Tickets handed out in frame order; results released in ticket order, at most `maxsize` waiting for the
+    publisher (the oldest dropped and counted beyond that). No ticket is handed out more than `window`
+    ahead of the oldest one not yet released, nor once `stop` is set."""
+
+    def __init__(self, maxsize, window, stop):
+        self._condition = threading.Condition()
+        self._stop = stop
+        self._maxsize = maxsize
+        self._window = window
+        self._issued = 0
+        self._released = 0
+        self._finished = {}
+        self._ready = collections.deque()
+        self.dropped = 0
+
+    def ticket(self, timeout):
+        """The next ticket, or None when the window stayed full for `timeout` seconds or stop is set."""
+        with self._condition:
+            room = self._condition.wait_for(
+                lambda: self._stop.is_set() or self._issued - self._released < self._window, timeout)
+            if not room or self._stop.is_set():
+                return None
+            self._issued += 1
+            return self._issued - 1
+
+    def put(self, ticket, result):
+        """The result of `ticket`; None when its frame gave none (it is skipped)."""
+        with self._condition:
+            self._finished[ticket] = result
+            while self._released in self._finished:
+                released = self._finished.pop(self._released)
+                self._released += 1
+                if released is not None:
+                    self._ready.append(released)
+            while len(self._ready) > self._maxsize:
+                self._ready.popleft()
+                self.dropped += 1
+            self._condition.notify_all()
+
+    def get(self, timeout):
+        """The next result in order, or None after `timeout` seconds."""
+        with self._condition:
+            if self._condition.wait_for(lambda: self._ready, timeout):
+                return self._ready.popleft()
+            return None
+
+    def in_flight(self):
+        with self._condition:
+            return self._issued - self._released
+
+    def empty(self):
+        with self._condition:
+            return not self._ready
+
+
+class Slot:
+    """One inference thread's detector; swapped between two of its frames."""
+
+    def __init__(self, detector):
+        self.detector = detector
+        self.preprocessing = getattr(detector, "preprocessing", None)
+        self.lock = threading.Lock()
+
+
 class Pipeline:
-    def __init__(self, camera, detector, publish, stop_event, on_progress=None, on_frame_size=None, queue_size=8):
-        """on_frame_size(size) is called on the inference thread when the frames' (width, height) changes."""
+    def __init__(self, camera, detectors, publish, stop_event, on_progress=None, on_frame_size=None, queue_size=8):
+        """detectors: one per inference thread. on_frame_size(size) is called on an inference thread when the
+        frames' (width, height) changes."""
+        if not detectors:
+            raise ValueError("a pipeline needs at least one detector")
         self.camera = camera
-        self._detector = detector
+        self._slots = [Slot(detector) for detector in detectors]
         self._publish = publish
         self._stop = stop_event
         self._on_progress = on_progress or (lambda: None)
         self._on_frame_size = on_frame_size or (lambda size: None)
         self._frame_size = None
-        self._results = queue.Queue(maxsize=queue_size)
+        window = 2 * len(detectors)
+        # a slow frame holds back up to window - 1 finished ones, all released at once: room for them too
+        self._order = InOrder(queue_size + window, window, stop_event)
+        self._take_lock = threading.Lock()
+        self._swap_lock = threading.Lock()
+        self._closed = False
+        self._count_lock = threading.Lock()
         self.timings = StageTimings(STAGES)
         self.inference_rate = RateMeter()
         self.publish_rate = RateMeter()
         self.processed = 0
-        self.queue_dropped = 0
         self.paused_skipped = 0
         self.idle = threading.Event()
-        self._detector_lock = threading.Lock()
         self._paused = threading.Event()
 
-    THREADS = ("inference", "publish")
+    @property
+    def workers(self):
+        return len(self._slots)
+
+    @property
+    def threads(self):
+        """The names of the pipeline's threads, as the Supervisor knows them."""
+        return tuple("inference-{}".format(number) for number in range(1, self.workers + 1)) + ("publish",)
+
+    @property
+    def queue_dropped(self):
+        return self._order.dropped
 
     def start(self, supervisor):
-        supervisor.start("inference", self._inference_loop)
+        for name, slot in zip(self.threads, self._slots):
+            supervisor.start(name, lambda slot=slot: self._inference_loop(slot))
         supervisor.start("publish", self._publish_loop)
         return self
 
-    def swap_detector(self, detector):
-        """Serve with `detector` from the next frame on; returns the one it replaces (no frame is using it)."""
-        with self._detector_lock:
-            previous, self._detector = self._detector, detector
-        return previous
+    def swap_detectors(self, detectors):
+        """Serve with `detectors` (one per inference thread), each from its thread's next frame on; returns
+        the ones they replace (no frame is using them). Once the pipeline's detectors were closed (facewatch
+        is stopping), closes `detectors` instead and raises Cancelled."""
+        if len(detectors) != len(self._slots):
+            raise ValueError("{} detectors for {} inference threads".format(len(detectors), len(self._slots)))
+        with self._swap_lock:
+            if self._closed:
+                for detector in detectors:
+                    detector.close()
+                raise Cancelled("facewatch is stopping; the new engine was not put to use")
+            previous = []
+            for slot, detector in zip(self._slots, detectors):
+                with slot.lock:
+                    previous.append(slot.detector)
+                    slot.detector = detector
+                    slot.preprocessing = detector.preprocessing
+            return previous
+
+    def close_detectors(self, stuck=()):
+        """Close the serving detectors, except those of threads named in `stuck` (still running); a later
+        swap_detectors closes what it brings."""
+        locked = self._swap_lock.acquire(timeout=1.0)   # not held for long unless a swap waits on a stuck thread
+        try:
+            self._closed = True
+            for name, slot in zip(self.threads, self._slots):
+                if name not in stuck:
+                    slot.detector.close()
+        finally:
+            if locked:
+                self._swap_lock.release()
 
     @property
     def preprocessing(self):
-        """Where frames become tensors for the serving detector ("cpu", "gpu", or "cpu: why not the GPU")."""
-        with self._detector_lock:
-            return self._detector.preprocessing
+        """Where frames become tensors for the serving detectors ("cpu", "gpu", or "cpu: why not the GPU");
+        read without waiting for a frame in progress."""
+        return self._slots[0].preprocessing
 
     def pause(self):
         """Stop inference (frames are skipped, counted by the camera) until resume()."""
@@ -66,23 +181,51 @@ class Pipeline:
     def resume(self):
         self._paused.clear()
 
-    def _inference_loop(self):
+    def _inference_loop(self, slot):
         while not self._stop.is_set():
+            taken = self._take()
+            if taken is None:
+                self._on_idle()
+                continue
+            ticket, frame = taken
+            result = None
+            try:
+                with slot.lock:
+                    result = self._process(frame, slot.detector)
+            finally:
+                self._order.put(ticket, result)
+            self._on_progress()
+
+    def _take(self):
+        """(ticket, frame): this thread's next frame, or None when there is none to take now. Tickets are
+        handed out with frames under one lock, so their order is the frames' order."""
+        with self._take_lock:
+            ticket = self._order.ticket(timeout=0.5)
+            if ticket is None:
+                return None
             frame = self.camera.latest(timeout=0.5)
             if frame is not None and self._paused.is_set():
-                self.paused_skipped += 1
-            if frame is None or self._paused.is_set():
-                self.idle.set()
-                self._on_progress()
-                if self.camera.finished() or self._paused.is_set():
-                    self._stop.wait(0.5)
-                continue
+                self._count("paused_skipped")
+                frame = None
+            if frame is None:
+                self._order.put(ticket, None)
+                if self._order.in_flight() == 0:
+                    self.idle.set()
+                return None
             self.idle.clear()
             self._note_frame_size(frame.image)
-            with self._detector_lock:
-                result = self._process(frame, self._detector)
-            self._results_put(result)
+            return ticket, frame
+
+    def _on_idle(self):
+        """No frame taken: that is progress only while no other thread holds a frame (a stalled one does)."""
+        if self.idle.is_set():
             self._on_progress()
+        if self.camera.finished() or self._paused.is_set():
+            self._stop.wait(0.5)
+
+    def _count(self, name):
+        with self._count_lock:
+            setattr(self, name, getattr(self, name) + 1)
 
     def _note_frame_size(self, image):
         size = (image.shape[1], image.shape[0])
@@ -101,27 +244,14 @@ class Pipeline:
         for stage, seconds in (("frame_age", started - frame.captured), ("preprocess", preprocessed - started),
                                ("inference", inferred - preprocessed), ("postprocess", done - inferred)):
             self.timings.add(stage, seconds)
-        self.processed += 1
+        self._count("processed")
         self.inference_rate.tick()
         return Result(frame, detections, done - frame.captured)
 
-    def _results_put(self, result):
-        while True:
-            try:
-                self._results.put_nowait(result)
-                return
-            except queue.Full:
-                try:
-                    self._results.get_nowait()
-                    self.queue_dropped += 1
-                except queue.Empty:
-                    pass
-
     def _publish_loop(self):
-        while not (self._stop.is_set() and self._results.empty()):
-            try:
-                result = self._results.get(timeout=0.5)
-            except queue.Empty:
+        while not (self._stop.is_set() and self._order.empty()):
+            result = self._order.get(timeout=0.5)
+            if result is None:
                 continue
             started = time.monotonic()
             self._publish(result)

@@ -36,6 +36,28 @@ def choose_mode(setting, engine_bytes, workspace_mb, available):
         files.human_bytes(available), files.human_bytes(needed))
 
 
+def warm_detectors(manager, engine, first, count, cancel):
+    """`first` and count - 1 more detectors on `engine`, one per inference thread, each warmed up; all of
+    them closed if one fails to open or to warm up, or when `cancel` is set (Cancelled)."""
+    detectors = [first]
+
+    def go_on():
+        if cancel.is_set():
+            raise Cancelled("facewatch is stopping")
+    try:
+        for _ in range(count - 1):
+            go_on()
+            detectors.append(manager.open_detector(engine))
+        for detector in detectors:
+            go_on()
+            detector.warm_up()
+    except BaseException:
+        for detector in detectors:
+            detector.close()
+        raise
+    return detectors
+
+
 class CameraOrder:
     """A rebuild facewatch orders itself when the camera's frames change size: a command without a sender
     (its replies go to the log; the engine topic says the rest)."""
@@ -135,10 +157,7 @@ class Rebuilder:
                 command.reply("progress", phase=phase, fraction=round(fraction, 3), eta_s=fields.get("eta_s"))
         manager = self._make_manager(progress, frame_size)
         engine, detector = manager.load(precision, force=force)
-        try:
-            detector.warm_up()
-        except BaseException:
-            detector.close()
-            raise
-        self._pipeline.swap_detector(detector).close()
+        for previous in self._pipeline.swap_detectors(
+                warm_detectors(manager, engine, detector, self._pipeline.workers, self._stop)):
+            previous.close()
         return engine

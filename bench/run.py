@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
 """facewatch's speed and memory on this machine, in one command: a table on stdout, JSON beside it.
 
-    python3 bench/run.py [--frames 10000] [--threads 0] [--json bench/results/latest.json]
+    python3 bench/run.py [--frames 10000] [--threads 0] [--workers 0] [--json bench/results/latest.json]
 
 Every ratio compares figures measured in this run, on this machine, one after the other (nothing else of
 ours runs meanwhile). Frames are the demo clip's (640x480) and the same frames scaled to 1280x720.
   backend   the raw engine (ONNX Runtime session.run on one preprocessed tensor), FP32 and INT8 (the
             shipped Q/DQ model), at each frame size's network shape; inference only
   stages    preprocessing and postprocessing per frame (p50/p99); capture: grab only vs grab + decode
-  threads   the pipeline's own threads (camera, inference, publish) in this process with ONNX Runtime at
-            1 and 2 threads, spinning on and off: frames/s against the raw engine at the same setting
-  workers   one inference thread with a 2-thread session (today's design) against two inference threads
-            with 1-thread sessions taking frames in turn: a design measured here, not in the daemon yet
+  threads   the daemon's Pipeline (camera, one inference thread, publish) in this process with ONNX Runtime
+            at 1 and 2 threads, spinning on and off: frames/s against the raw engine at the same setting
+  workers   the Pipeline with one inference thread and a 2-thread session against two inference threads
+            with 1-thread sessions taking frames in turn (the default on 2 CPUs), each beside the engine
+            alone run the same way (sessions at once, nothing else running) and the raw 2-thread engine
   daemon    `facewatch run` with a real mosquitto, reading the clip as fast as it is consumed (looped), the
             shipped defaults: frames/s (from telemetry's `processed`) against the raw engine at the same
             shape, its stage latencies and capture->publish (`total`) p50/p99, and its RSS growth
@@ -147,9 +148,10 @@ def capture_costs(path):
     return costs
 
 
-def pipeline_fps(model, path, threads, allow_spinning, frames):
-    """Frames/s of the pipeline's threads (camera reading the clip as fast as consumed, inference,
-    publish serialising the detections as the daemon does) over `frames` frames, in this process."""
+def pipeline_fps(model, path, workers, threads, allow_spinning, frames):
+    """Frames/s of the daemon's Pipeline in this process (camera reading the clip as fast as consumed,
+    `workers` inference threads each with a session of `threads` threads, publish serialising the detections
+    as the daemon does) over `frames` frames."""
     from appliance.camera import Camera
     from appliance.config import build
     from appliance.pipeline import Pipeline
@@ -158,8 +160,10 @@ def pipeline_fps(model, path, threads, allow_spinning, frames):
     settings = build({"camera": {"source": path, "realtime": False, "loop": True}}, path=None).camera
     camera = Camera(settings, stop)
     network = network_size(640, 480, 640, 32)
-    detector = Detector(OrtSession(model.onnx_path, threads, allow_spinning=allow_spinning), model, size=network)
-    detector.warm_up()
+    detectors = [Detector(OrtSession(model.onnx_path, threads, allow_spinning=allow_spinning), model, size=network)
+                 for _ in range(workers)]
+    for detector in detectors:
+        detector.warm_up()
     done = threading.Event()
     marks = []
 
@@ -170,11 +174,11 @@ def pipeline_fps(model, path, threads, allow_spinning, frames):
             done.set()
     supervisor = Supervisor(stop)
     supervisor.start("camera", camera.run)
-    pipeline = Pipeline(camera, detector, publish, stop).start(supervisor)
+    pipeline = Pipeline(camera, detectors, publish, stop).start(supervisor)
     done.wait(600)
     stop.set()
-    supervisor.join(["camera"] + list(Pipeline.THREADS))
-    detector.close()
+    supervisor.join(["camera"] + list(pipeline.threads))
+    pipeline.close_detectors()
     measured = marks[len(marks) // 10:]   # the first tenth is warm-up
     return round((len(measured) - 1) / (measured[-1] - measured[0]), 1), pipeline.processed
 
@@ -188,58 +192,43 @@ def bench_threads(model, frames, frames_count):
                           size=network) as detector:
                 tensor, _ = detector.preprocess(frames[0])
                 raw = raw_fps({"raw": detector.session}, tensor)["raw"]
-            fps, _ = pipeline_fps(model, CLIP, threads, spinning, frames_count)
+            fps, _ = pipeline_fps(model, CLIP, 1, threads, spinning, frames_count)
             rows.append({"ort_threads": threads, "spinning": spinning, "raw_fps": raw, "pipeline_fps": fps,
                          "pipeline_vs_raw": round(fps / raw, 2)})
     return rows
 
 
-def workers_fps(model, path, workers, threads, frames):
-    """Frames/s of `workers` inference threads, each with its own session of `threads` threads, taking
-    frames in turn from one camera (the clip as fast as consumed) -- a design the daemon does not have yet."""
-    from appliance.camera import Camera
-    from appliance.config import build
-    from appliance.workers import Supervisor
-    stop = threading.Event()
-    camera = Camera(build({"camera": {"source": path, "realtime": False, "loop": True}}, path=None).camera, stop)
-    detectors = [Detector(OrtSession(model.onnx_path, threads), model, size=(640, 480)) for _ in range(workers)]
-    for detector in detectors:
-        detector.warm_up()
-    marks, lock, done = [], threading.Lock(), threading.Event()
-
-    def work(detector):
-        while not stop.is_set():
-            frame = camera.latest(timeout=0.5)
-            if frame is None:
-                continue
-            found = detector.detect(frame.image)
-            json.dumps({"faces": found.boxes.tolist(), "scores": found.scores.tolist()})
-            with lock:
-                marks.append(time.monotonic())
-                if len(marks) >= frames:
-                    done.set()
-    supervisor = Supervisor(stop)
-    supervisor.start("camera", camera.run)
-    threads_ = [threading.Thread(target=work, args=(detector,)) for detector in detectors]
-    for thread in threads_:
-        thread.start()
-    done.wait(600)
-    stop.set()
-    for thread in threads_:
-        thread.join()
-    supervisor.join(["camera"])
-    for detector in detectors:
-        detector.close()
-    measured = marks[len(marks) // 10:]
-    return round((len(measured) - 1) / (measured[-1] - measured[0]), 1)
+def raw_parallel_fps(model, tensor, sessions, threads, runs=RAW_RUNS):
+    """Frames/s of `sessions` sessions of `threads` threads each running the same tensor at once, each on
+    its own thread: the most the engine gives when nothing else runs."""
+    opened = [OrtSession(model.onnx_path, threads) for _ in range(sessions)]
+    for session in opened:
+        for _ in range(5):
+            session.infer(tensor)
+    workers = [threading.Thread(target=lambda s=session: [s.infer(tensor) for _ in range(runs)]) for session in opened]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - started
+    for session in opened:
+        session.close()
+    return round(sessions * runs / elapsed, 1)
 
 
 def bench_workers(model, frames, frames_count, raw_reference):
-    """One worker with a 2-thread session (today's daemon) against two workers with 1-thread sessions."""
+    """The pipeline with one inference thread and a 2-thread session against two inference threads with
+    1-thread sessions (the shipped default on 2 CPUs), beside the engine alone run both ways."""
+    network = network_size(640, 480, 640, 32)
+    with Detector(OrtSession(model.onnx_path, 1), model, size=network) as detector:
+        tensor = detector.preprocess(frames[0])[0].copy()
     rows = []
     for workers, threads in ((1, 2), (2, 1)):
-        fps = workers_fps(model, CLIP, workers, threads, frames_count)
-        rows.append({"workers": workers, "ort_threads": threads, "fps": fps, "raw_2_threads": raw_reference,
+        fps, _ = pipeline_fps(model, CLIP, workers, threads, False, frames_count)
+        alone = raw_parallel_fps(model, tensor, workers, threads)
+        rows.append({"workers": workers, "ort_threads": threads, "pipeline_fps": fps, "engine_alone_same_way": alone,
+                     "vs_alone_same_way": round(fps / alone, 2), "raw_2_threads": raw_reference,
                      "vs_raw": round(fps / raw_reference, 2)})
     return rows
 
@@ -252,7 +241,7 @@ def rss_mb(pid):
     return float("nan")
 
 
-def bench_daemon(model, size, path, frames, threads, workdir, raw_fps_at_shape):
+def bench_daemon(model, size, path, frames, threads, workers, workdir, raw_fps_at_shape):
     """The real daemon on the clip, looped, until telemetry counts `frames` processed."""
     from brokers import Mosquitto, Recorder
     from tomli_w_lite import dumps
@@ -263,7 +252,7 @@ def bench_daemon(model, size, path, frames, threads, workdir, raw_fps_at_shape):
             "camera": {"source": path, "realtime": False, "loop": True},
             "mqtt": {"host": "127.0.0.1", "port": broker.port, "device_id": "bench"},
             "telemetry": {"interval": 1.0},
-            "engine": {"backend": "onnxruntime", "precision": "fp32", "threads": threads,
+            "engine": {"backend": "onnxruntime", "precision": "fp32", "threads": threads, "workers": workers,
                        "cache_dir": os.path.join(workdir, "engines")}}))
     recorder = Recorder(broker.port, "facewatch/bench/telemetry")
     log = open(os.path.join(workdir, "daemon-{}x{}.log".format(*size)), "w")
@@ -283,7 +272,8 @@ def bench_daemon(model, size, path, frames, threads, workdir, raw_fps_at_shape):
     fps = (last["processed"] - first["processed"]) / (last["ts"] - first["ts"])
     stages = {stage: {"p50": values["p50"], "p99": values["p99"]} for stage, values in last["latency_ms"].items()}
     return {"frame": list(size), "network": list(network_size(size[0], size[1], 640, 32)),
-            "frames": last["processed"], "daemon_fps": round(fps, 1), "raw_fps": raw_fps_at_shape,
+            "frames": last["processed"], "workers": last["engine"].get("workers"),
+            "ort_threads": last["engine"].get("threads_per_worker"), "daemon_fps": round(fps, 1), "raw_fps": raw_fps_at_shape,
             "daemon_vs_raw": round(fps / raw_fps_at_shape, 2), "latency_ms": stages,
             "rss_at_1000_mb": round(rss_first, 1), "rss_at_end_mb": round(rss_last, 1),
             "rss_growth_mb": round(rss_last - rss_first, 2), "skipped_by_camera": last["camera"].get("skipped"),
@@ -332,7 +322,9 @@ def verdicts(results):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=10000, help="frames through the daemon at VGA")
-    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: its default, as shipped)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="engine.threads for the raw engine and the daemon (0: as shipped)")
+    parser.add_argument("--workers", type=int, default=0, help="the daemon's engine.workers (0: as shipped)")
     parser.add_argument("--json", default=os.path.join(REPO_ROOT, "bench", "results", "latest.json"))
     arguments = parser.parse_args()
     if arguments.frames < 2000:
@@ -352,12 +344,12 @@ def main():
     print_table("threads: the pipeline in-process at VGA, ONNX Runtime settings", results["threads"])
     raw_two = [r for r in results["threads"] if r["ort_threads"] == 2 and not r["spinning"]][0]["raw_fps"]
     results["workers"] = bench_workers(model, frames[(640, 480)], max(1000, arguments.frames // 5), raw_two)
-    print_table("workers: inference threads with their own sessions, at VGA (not in the daemon yet)",
-                results["workers"])
+    print_table("workers: inference threads with their own sessions, at VGA", results["workers"])
     results["daemon"] = []
     for size, count in (((640, 480), arguments.frames), ((1280, 720), max(2000, arguments.frames // 5))):
         raw = [r for r in results["backend"] if r["frame"] == list(size)][0]["fp32_fps"]
-        results["daemon"].append(bench_daemon(model, size, paths[size], count, arguments.threads, workdir, raw))
+        results["daemon"].append(bench_daemon(model, size, paths[size], count, arguments.threads, arguments.workers,
+                                              workdir, raw))
     print_table("daemon: facewatch run, FP32, clip looped as fast as consumed", results["daemon"])
     for row in results["daemon"]:
         print("  {}x{} latency ms: {}".format(row["frame"][0], row["frame"][1], ", ".join(

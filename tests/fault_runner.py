@@ -1,8 +1,8 @@
 """`python tests/fault_runner.py FAULT facewatch-args...`: facewatch with one injected fault, for tests.
 
-Faults: camera (the camera thread raises), inference (the inference thread raises on its first real
-frame), publish (the publish thread raises), host (host sensors fail on every reading), stall (the
-inference thread blocks forever on its first real frame).
+Faults: camera (the camera thread raises), inference (the first inference thread raises on its first
+real frame), publish (the publish thread raises), host (host sensors fail on every reading), stall (the
+first inference thread blocks forever on its first real frame, while a second one could go on).
 """
 import sys
 import threading
@@ -18,7 +18,7 @@ def inject(fault):
         real_infer = detector.Detector.infer
 
         def failing_infer(self, tensor):
-            if threading.current_thread().name != "inference":
+            if threading.current_thread().name != "inference-1":
                 return real_infer(self, tensor)
             if fault == "stall":
                 threading.Event().wait()

@@ -122,6 +122,8 @@ def test_password_comes_from_a_systemd_credential(tmp_path, monkeypatch):
     ("[camera]\nsource = 'csi://left'\n", "camera.source: csi:// needs a sensor number"),
     ("[camera]\nwidth = 640\n", "camera.width and camera.height go together"),
     ("[engine]\ncache_dir = 'engines'\n", "engine.cache_dir: 'engines' is a relative path"),
+    ("[engine]\nbackend = 'tensorrt'\nworkers = 2\n", "engine.workers: TensorRT serves from one inference thread"),
+    ("[engine]\nworkers = 17\n", "engine.workers: must be"),
     ("[homeassistant]\nprefix = 'ha/#'\n", "homeassistant.prefix: contains '#'"),
     ('[mqtt]\nusername = "u\\nv"\n', "mqtt.username: contains the control character '\\n'"),
 ])

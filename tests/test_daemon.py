@@ -17,16 +17,20 @@ def telemetry_state(recorder):
     return reports[-1]["camera"]["state"] if reports else None
 
 
-def test_detections_on_a_clip_match_its_ground_truth(mosquitto, daemon_factory, clip):
-    """Every frame handed over (realtime = false) and QoS 1: what arrives does not depend on the host's load."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_detections_on_a_clip_match_its_ground_truth_in_frame_order(mosquitto, daemon_factory, clip, workers):
+    """Every frame handed over (realtime = false) and QoS 1: what arrives does not depend on the host's load,
+    nor on which inference thread finished first."""
     path, truth = clip
     reference = {frame["frame"]: frame["faces"] for frame in truth["frames"]}
     recorder = Recorder(mosquitto.port, PREFIX + "/#")
-    daemon = daemon_factory(mosquitto.port, {"source": path, "realtime": False}, detections={"qos": 1})
+    daemon = daemon_factory(mosquitto.port, {"source": path, "realtime": False}, detections={"qos": 1},
+                            engine={"workers": workers})
     wait_until(lambda: len(recorder.on("detections")) >= len(reference), 120, message="a message per frame")
     wait_until(lambda: telemetry_state(recorder) == "ended", 30, message="the clip to end")
     messages = recorder.json_on("detections")
-    assert sorted(m["frame"] for m in messages) == sorted(reference), daemon.output()
+    assert [m["frame"] for m in messages] == sorted(reference), daemon.output()
+    assert recorder.json_on("telemetry")[-1]["engine"]["workers"] == workers
     scores = match_counts([([face["box"] for face in m["faces"]], reference[m["frame"]]) for m in messages])
     assert scores.recall >= 0.95 and scores.precision >= 0.95, scores
     first = messages[0]

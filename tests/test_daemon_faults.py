@@ -10,7 +10,7 @@ PREFIX = "facewatch/testcam"
 
 @pytest.mark.parametrize("fault, thread, cause", [
     ("camera", "camera", "injected camera fault"),
-    ("inference", "inference", "injected inference fault"),
+    ("inference", "inference-1", "injected inference fault"),
     ("publish", "publish", "injected publish fault"),
 ])
 def test_a_thread_that_raises_ends_the_daemon_with_exit_1_and_says_why(mosquitto, daemon_factory, clip,

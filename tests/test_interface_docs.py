@@ -110,13 +110,14 @@ def test_every_telemetry_field_is_documented(doc, clip, tmp_path):
     settings = configuration.defaults()
     camera = Camera(settings.camera._replace(source=clip[0]), threading.Event())
     link = MqttLink(settings.mqtt, contract.Topics("facewatch", "doc"))
-    pipeline = Pipeline(camera, None, None, threading.Event())
+    pipeline = Pipeline(camera, [None], None, threading.Event())
     host = PsutilHost()
     commands = dict(Dispatcher("doc", None, False, ReplayGuard(str(tmp_path)), {}, None, None).stats(),
                     rebuild_running=None)
     try:
         payload = contract.telemetry_payload(1.0, pipeline.stats(), camera.stats(), {"state": None, "backend": None,
-                                             "precision": None, "key": None, "error": None}, link.stats(),
+                                             "precision": None, "key": None, "error": None, "preprocessing": None,
+                                             "workers": 2, "threads_per_worker": 1, "workers_reason": ""}, link.stats(),
                                              host.sample(), commands)
     finally:
         link.stop()

@@ -300,3 +300,13 @@ def test_without_nvcc_preprocessing_stays_on_the_cpu_and_says_why(trt, model, tm
         found = detector.detect(cv2.imread(model.golden["image"]))
     assert detector.preprocessing == "cpu: nvcc is not on PATH nor at " + absent
     assert len(found.boxes) == len(model.golden["detections"])
+
+
+def test_tensorrt_is_served_from_one_inference_thread_whatever_is_asked(trt):
+    from appliance.backends import load_backend, resolve_backend
+    from appliance.inference_plan import plan_inference
+    backend = load_backend(resolve_backend("auto"))
+    plan = plan_inference(4, 0, (backend.max_workers, backend.workers_limit_reason), 8)
+    assert backend.name == "tensorrt" and plan.workers == 1
+    assert plan.reason == "engine.workers = 4 asked, 1 used: TensorRT serves from one thread (one CUDA context, " \
+                          "one execution context)"

@@ -26,6 +26,8 @@ class Backend:
 
     name = ""
     measure_candidates = False   # True: `auto` builds and times FP32 and INT8 and keeps the faster
+    max_workers = 0              # how many inference threads may each serve with a session (0: no limit)
+    workers_limit_reason = ""    # why, when there is a limit
 
     def version(self):
         """The backend library's version (a key input)."""

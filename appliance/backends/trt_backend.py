@@ -43,6 +43,8 @@ def table_for_version(tables, version):
 
 class TrtBackend(Backend):
     name = "tensorrt"
+    max_workers = 1
+    workers_limit_reason = "TensorRT serves from one thread (one CUDA context, one execution context)"
 
     def version(self):
         return trt.__version__

@@ -29,7 +29,7 @@ def add_arguments(parser):
                         help="annotated image to write (default %(default)s)")
     parser.add_argument("--loop", action="store_true", help="replay the clip until Ctrl-C")
     parser.add_argument("--threads", type=arguments.THREADS, default=0,
-                        help="ONNX Runtime threads, 0..256 (default 0: its own choice)")
+                        help="ONNX Runtime threads per inference thread, 0..256 (default 0: as engine.threads)")
     parser.add_argument("--cache-dir", metavar="DIR", type=arguments.library_path,
                         help="engine cache (default: {})".format(
                             user_cache_dir().replace(os.path.expanduser("~"), "~")))

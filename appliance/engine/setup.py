@@ -19,14 +19,16 @@ def network_size_for(config, frame_size):
     return network_size(frame_size[0], frame_size[1], config.engine.input_size, family.STRIDE)
 
 
-def manager_for(config, backend=None, cache_dir=None, report=None, cancel=None, heartbeat=None, frame_size=None):
-    """frame_size: (width, height) of the frames to detect in (default: configured_frame_size)."""
+def manager_for(config, backend=None, cache_dir=None, report=None, cancel=None, heartbeat=None, frame_size=None,
+                threads=None):
+    """frame_size: (width, height) of the frames to detect in (default: configured_frame_size); threads:
+    the backend's threads per session (default: engine.threads)."""
     model = load_model()
     family = load_family(model.family)
     settings = family.DEFAULT_SETTINGS._replace(min_score=config.detections.min_score)
     width, height = frame_size or configured_frame_size(config)
     return EngineManager(model, resolve_backend(backend or config.engine.backend),
                          cache_dir or config.engine.cache_dir or default_cache_dir(),
-                         workspace_mb=config.engine.workspace_mb, threads=config.engine.threads,
+                         workspace_mb=config.engine.workspace_mb, threads=config.engine.threads if threads is None else threads,
                          settings=settings, report=report, cancel=cancel, heartbeat=heartbeat,
                          size=network_size(width, height, config.engine.input_size, family.STRIDE))
