@@ -25,7 +25,7 @@ def test_a_thread_that_raises_ends_the_daemon_with_exit_1_and_says_why(mosquitto
     late = Recorder(mosquitto.port, PREFIX + "/status")
     wait_until(lambda: late.on("status"), 5, message="the retained status")
     assert late.on("status")[-1] == ("offline", True)
-    record("{} thread raises".format(thread), exit_code=1, retained_status="offline")
+    record("{} thread raises".format(fault), exit_code=1, retained_status="offline")
 
 
 def test_failing_host_sensors_are_reported_in_telemetry_and_detection_goes_on(mosquitto, daemon_factory, clip):
