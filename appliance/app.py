@@ -50,6 +50,10 @@ def finite_only(value):
     return value
 
 
+def plural(count, noun):
+    return "{} {}{}".format(count, noun, "" if count == 1 else "s")
+
+
 def duration(seconds):
     minutes, seconds = divmod(int(seconds), 60)
     return "{} min {} s".format(minutes, seconds) if minutes else "{} s".format(seconds)
@@ -176,8 +180,10 @@ class App:
                                    (backend.max_workers, backend.workers_limit_reason), available_cpus())
         self.backend_name = backend.name
         log_level = logging.WARNING if self.plan.workers < settings.workers else logging.INFO
-        log.log(log_level, "inference: %d thread(s) on %s, %s backend threads each (%s)", self.plan.workers,
-                backend.name, self.plan.threads or "its own choice of", self.plan.reason)
+        threads = self.plan.threads
+        log.log(log_level, "inference: %s on %s, %s (%s)", plural(self.plan.workers, "thread"), backend.name,
+                "{} each".format(plural(threads, "backend thread")) if threads else "the backend's own thread count",
+                self.plan.reason)
 
     def _open_engine(self):
         """Build what is missing (first boot), then load and warm up; progress on the engine topic."""

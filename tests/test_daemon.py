@@ -30,7 +30,9 @@ def test_detections_on_a_clip_match_its_ground_truth_in_frame_order(mosquitto, d
     wait_until(lambda: telemetry_state(recorder) == "ended", 30, message="the clip to end")
     messages = recorder.json_on("detections")
     assert [m["frame"] for m in messages] == sorted(reference), daemon.output()
-    assert recorder.json_on("telemetry")[-1]["engine"]["workers"] == workers
+    engine = recorder.json_on("telemetry")[-1]["engine"]
+    assert (engine["workers"], engine["workers_reason"]) == (workers, "engine.workers = {}".format(workers))
+    assert "inference: {} thread{} on onnxruntime".format(workers, "s" if workers > 1 else "") in daemon.output()
     scores = match_counts([([face["box"] for face in m["faces"]], reference[m["frame"]]) for m in messages])
     assert scores.recall >= 0.95 and scores.precision >= 0.95, scores
     first = messages[0]
