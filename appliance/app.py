@@ -5,7 +5,6 @@ Supervisor: the first that dies stops the daemon, which publishes `offline` and 
 thread and the cause, so systemd restarts it. A clean stop (SIGTERM) publishes `stopped`.
 """
 import logging
-import math
 import os
 import threading
 import time
@@ -37,17 +36,6 @@ log = logging.getLogger(__name__)
 BUILD_TIMEOUT_EXTENSION = 30.0
 THREAD_STOP_TIMEOUT = 5.0
 REBUILD_PRECISIONS = ("auto", "int8", "fp16", "fp32")
-
-
-def finite_only(value):
-    """`value` with every NaN or infinite number (a sensor's garbage) replaced by None, which means unknown."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: finite_only(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_only(item) for item in value]
-    return value
 
 
 def plural(count, noun):
@@ -328,7 +316,8 @@ class App:
         if fields.get("state") == fields.get("phase"):
             log.info("engine: %s", fields.get("state"))
         else:
-            log.info("engine: %s: %s %.0f%%", fields.get("state"), fields.get("phase"), 100 * (fields.get("progress") or 0))
+            log.info("engine: %s: %s %.0f%%", fields.get("state"), fields.get("phase"),
+                     100 * (fields.get("progress") or 0))
 
     def _build_heartbeat(self, elapsed, cpu):
         """Every second of a build whose child lives and works: systemd's start timeout moves on, and
@@ -437,7 +426,7 @@ class App:
         if not self.host:
             return {"error": "no host sensor source is available"}
         try:
-            sample, self._host_error = finite_only(self.host.sample()), None
+            sample, self._host_error = self.host.sample(), None
             return sample
         except Exception as exc:  # jtop and sysfs raise many kinds; the daemon goes on without them
             message = "{} readings failed: {}: {}".format(self.host.name, type(exc).__name__, exc)

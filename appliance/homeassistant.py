@@ -92,7 +92,8 @@ def discovery_configs(settings, topics, version, temperature_zones=(), has_power
     node = node_id(topics.device)
     configs = {}
     for component, object_id, fields in entities(topics, temperature_zones, has_power):
-        document = {"unique_id": "{}_{}".format(node, object_id), "availability": availability(topics), "device": device_block(topics, version)}
+        document = {"unique_id": "{}_{}".format(node, object_id), "availability": availability(topics),
+                    "device": device_block(topics, version)}
         if component != "camera":
             document["state_topic"] = topics.telemetry
         document.update(fields)

@@ -85,7 +85,6 @@ class Slot:
 
     def __init__(self, detector):
         self.detector = detector
-        self.preprocessing = getattr(detector, "preprocessing", None)
         self.lock = threading.Lock()
 
 
@@ -152,7 +151,6 @@ class Pipeline:
                 with slot.lock:
                     previous.append(slot.detector)
                     slot.detector = detector
-                    slot.preprocessing = detector.preprocessing
             return previous
 
     def close_detectors(self, stuck=()):
@@ -172,7 +170,7 @@ class Pipeline:
     def preprocessing(self):
         """Where frames become tensors for the serving detectors ("cpu", "gpu", or "cpu: why not the GPU");
         read without waiting for a frame in progress."""
-        return self._slots[0].preprocessing
+        return self._slots[0].detector.preprocessing
 
     def pause(self):
         """Stop inference (frames are skipped, counted by the camera) until resume()."""

@@ -10,8 +10,6 @@ import collections
 import json
 import re
 
-import pytest
-
 from appliance.homeassistant import discovery_configs, node_id
 from appliance.mqtt.topics import Topics
 from brokers import Recorder, wait_until

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import threading
+import types
 
 import pytest
 
@@ -110,7 +111,7 @@ def test_every_telemetry_field_is_documented(doc, clip, tmp_path):
     settings = configuration.defaults()
     camera = Camera(settings.camera._replace(source=clip[0]), threading.Event())
     link = MqttLink(settings.mqtt, contract.Topics("facewatch", "doc"))
-    pipeline = Pipeline(camera, [None], None, threading.Event())
+    pipeline = Pipeline(camera, [types.SimpleNamespace(preprocessing="cpu")], None, threading.Event())
     host = PsutilHost()
     commands = dict(Dispatcher("doc", None, False, ReplayGuard(str(tmp_path)), {}, None, None).stats(),
                     rebuild_running=None)

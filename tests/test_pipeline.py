@@ -25,14 +25,13 @@ class Frames:
         self.handed_out = {}
         self.asked = threading.Event()
         self.lock = threading.Lock()
-        self.dropped = 0
 
     def latest(self, timeout):
         with self.lock:
             if self.handed >= self.count:
                 return None
             index, self.handed = self.handed, self.handed + 1
-        self.handed_out.setdefault(index, threading.Event()).set()
+        self.frame_handed(index).set()
         return Frame(np.full((1, 1), index), index, time.monotonic(), time.time())
 
     def frame_handed(self, index):

@@ -29,6 +29,7 @@ def manager_for(config, backend=None, cache_dir=None, report=None, cancel=None, 
     width, height = frame_size or configured_frame_size(config)
     return EngineManager(model, resolve_backend(backend or config.engine.backend),
                          cache_dir or config.engine.cache_dir or default_cache_dir(),
-                         workspace_mb=config.engine.workspace_mb, threads=config.engine.threads if threads is None else threads,
+                         workspace_mb=config.engine.workspace_mb,
+                         threads=config.engine.threads if threads is None else threads,
                          settings=settings, report=report, cancel=cancel, heartbeat=heartbeat,
                          size=network_size(width, height, config.engine.input_size, family.STRIDE))

@@ -34,10 +34,8 @@ NVPMODEL_MODE = re.compile(r"<\s*POWER_MODEL\s+ID=(\d+)\s+NAME=([^\s>]+)", re.IG
 NVPMODEL_DEFAULT = re.compile(r"<\s*PM_CONFIG\s+DEFAULT=(\d+)", re.IGNORECASE)
 NVPMODEL_STATUS = re.compile(r"pmode:\s*(\d+)", re.IGNORECASE)
 TRAILING_NUMBER = re.compile(r"(\d+)$")
-
-
-MAX_FILE_BYTES = 256 * 1024
-MAX_READING = 10 ** 12   # larger is garbage (and would overflow a float)   # /etc/nvpmodel.conf is the largest file read (tens of KB)
+MAX_FILE_BYTES = 256 * 1024   # /etc/nvpmodel.conf is the largest file read (tens of KB)
+MAX_READING = 10 ** 12        # larger is garbage (and would overflow a float)
 
 
 def read_text(path):

@@ -1,5 +1,6 @@
 """Every topic and payload facewatch publishes or reads, in one place (SPEC: MQTT)."""
 import json
+import math
 import time
 
 SCHEMA_VERSION = 1
@@ -34,10 +35,26 @@ class Topics:
 
 
 def encode(payload):
-    """JSON object as UTF-8 bytes, with the schema version."""
+    """JSON object as UTF-8 bytes, with the schema version. A NaN or infinite number (a sensor's garbage,
+    a rate over no time) is published as null, which means unknown: JSON has no NaN."""
     document = {"v": SCHEMA_VERSION}
     document.update(payload)
-    return json.dumps(document, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    try:
+        text = json.dumps(document, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        text = json.dumps(finite_only(document), separators=(",", ":"), allow_nan=False)
+    return text.encode("utf-8")
+
+
+def finite_only(value):
+    """`value` with every NaN or infinite number replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_only(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_only(item) for item in value]
+    return value
 
 
 def detections_payload(seq, frame, camera, faces, latency_ms):
@@ -81,7 +98,8 @@ def telemetry_payload(uptime, pipeline, camera, engine, mqtt, host, commands, fa
                       homeassistant=None):
     return {"ts": round(time.time(), 3), "uptime": round(uptime, 1), "fps": pipeline["fps"],
             "processed": pipeline["processed"], "faces": faces, "snapshot": snapshot,
-            "homeassistant": homeassistant, "latency_ms": pipeline["latency_ms"], "dropped_frames": pipeline["dropped_frames"],
+            "homeassistant": homeassistant, "latency_ms": pipeline["latency_ms"],
+            "dropped_frames": pipeline["dropped_frames"],
             "inference_paused": pipeline["paused"], "camera": camera, "engine": engine, "mqtt": mqtt,
             "commands": commands, "host": host}
 
