@@ -1,6 +1,8 @@
 """A real mosquitto on 127.0.0.1 for the tests, and a subscriber that records what arrives."""
+import itertools
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -10,10 +12,27 @@ import time
 import paho.mqtt.client as paho
 
 
+# Ports come from a block of this test process's own, below Linux's ephemeral range (32768-60999), taken in
+# turn: a port the kernel gives at random could be one a broker of a test on the other xdist worker had
+# until it stopped, whose daemon still reconnects to it (seen in CI: that daemon's anonymous attempts in
+# the log of a test counting its own).
+FIRST_PORT = 20000
+PORT_BLOCK = 4000
+_next_port = itertools.count(random.Random(os.getpid()).randrange(PORT_BLOCK))
+
+
 def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]
+    base = FIRST_PORT + (int(worker) % 3 if worker.isdigit() else 0) * PORT_BLOCK
+    for _ in range(PORT_BLOCK):
+        port = base + next(_next_port) % PORT_BLOCK
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 127.0.0.1:{}-{}".format(base, base + PORT_BLOCK - 1))
 
 
 def refuses(port):
