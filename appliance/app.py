@@ -207,7 +207,7 @@ class App:
         handlers = {"rebuild": self._rebuild_command, "status": self._status_command,
                     "snapshot": self._snapshot_command}
         self.commands = Dispatcher(self.topics.device, key, settings.allow_unsigned, ReplayGuard(state_dir),
-                                   handlers, self._send_reply, self.stop_event)
+                                   handlers, self._send_reply, self.stop_event, on_state=self._refresh_status)
         self.supervisor.start("commands", self.commands.run)
         self.mqtt.listen(self.commands.submit)
 
@@ -305,6 +305,9 @@ class App:
         mqtt = self.mqtt.problem() if self.mqtt else ""
         if mqtt:
             parts.append("MQTT: " + mqtt)
+        commands = self.commands.problem() if self.commands else ""
+        if commands:
+            parts.append("commands: " + commands)
         return "; ".join(parts)
 
     def _report_engine(self, **fields):

@@ -52,6 +52,7 @@ def test_without_a_key_commands_are_refused_unless_unsigned_ones_are_allowed(tmp
     dispatcher, replies, executed = make(tmp_path, key=None)
     dispatcher.handle("cam1", "status", payload(key=None), None)
     assert executed == [] and "no command key is configured" in replies.sent[-1]["error"]
+    (tmp_path / "open").mkdir()
     dispatcher, replies, executed = make(tmp_path / "open", key=None, allow_unsigned=True)
     dispatcher.handle("cam1", "status", payload(key=None), None)
     assert executed == ["c1"]
@@ -144,3 +145,29 @@ def test_checked_args_refuses_what_is_not_allowed():
         assert "precision must be one of auto, fp32, got 'int4'" in str(exc)
     else:
         raise AssertionError("not refused")
+
+
+def test_a_rejection_without_an_id_carries_the_payloads_digest(tmp_path):
+    import hashlib
+    dispatcher, replies, executed = make(tmp_path)
+    data = b"x" * 5000
+    dispatcher.handle("cam1", "status", data, None)
+    assert replies.sent[-1]["id"] is None and "payload of 5000 bytes" in replies.sent[-1]["error"]
+    assert replies.sent[-1]["fields"] == {"payload_sha256": hashlib.sha256(data).hexdigest()}
+    dispatcher.handle("cam1", "status", payload(id="c9", ts="soon"), None)
+    assert replies.sent[-1]["id"] == "c9" and replies.sent[-1]["fields"] == {}
+
+
+def test_a_replay_record_that_cannot_be_saved_refuses_and_is_said_in_stats_and_state(tmp_path):
+    import os
+    from appliance.remote import replay
+    changes = []
+    guard = ReplayGuard(str(tmp_path), now=NOW - 3600)   # started an hour ago: no start-up quarantine left
+    os.makedirs(os.path.join(str(tmp_path), replay.FILE_NAME))
+    executed = []
+    dispatcher = Dispatcher("cam1", KEY, False, guard, {"status": lambda command: executed.append(command.id)},
+                            Replies(), threading.Event(), clock=lambda: NOW, on_state=lambda: changes.append(1))
+    dispatcher.handle("cam1", "status", payload(), None)
+    assert executed == [] and "cannot save the replay record" in dispatcher.problem()
+    assert "cannot save the replay record" in dispatcher.stats()["replay_record_error"]
+    assert changes == [1]

@@ -4,13 +4,16 @@ Order: rate limit (before anything is read, so a flood costs nothing and gets no
 JSON -> fields -> known command -> device -> freshness (ts) -> signature -> replay -> the handler's own
 check of its args. Any failure is a `rejected` reply with the reason and is counted; nothing rejected is
 executed. Messages on PREFIX/all/cmd/... that name another device are none of this device's business
-and are ignored. The MQTT thread only queues; a supervised thread does the work.
+and are ignored. The MQTT thread only queues; a supervised thread does the work. A rejection of a payload
+whose id could not be read carries `payload_sha256`, so the sender can still tell it is about its command.
 """
+import hashlib
 import logging
 import queue
 import threading
 import time
 
+from appliance import untrusted
 from appliance.remote import envelope as envelopes
 from appliance.remote.envelope import Rejected
 
@@ -53,8 +56,10 @@ class Command:
 
 
 class Dispatcher:
-    def __init__(self, device, key, allow_unsigned, guard, handlers, reply, stop_event, clock=time.time):
-        """handlers: {name: handler(Command)}; reply(id, command, state, ok, error, fields, properties)."""
+    def __init__(self, device, key, allow_unsigned, guard, handlers, reply, stop_event, clock=time.time,
+                 on_state=None):
+        """handlers: {name: handler(Command)}; reply(id, command, state, ok, error, fields, properties);
+        on_state() when problem() may have changed."""
         self.device = device
         self._key = key
         self._allow_unsigned = allow_unsigned
@@ -63,6 +68,8 @@ class Dispatcher:
         self._reply = reply
         self._stop = stop_event
         self._clock = clock
+        self._on_state = on_state or (lambda: None)
+        self._problem = ""
         self._bucket = TokenBucket()
         self._queue = queue.Queue(maxsize=QUEUE_SIZE)
         self._lock = threading.Lock()
@@ -90,12 +97,16 @@ class Dispatcher:
 
     def handle(self, topic_device, name, payload, properties):
         try:
-            envelope = envelopes.parse(payload)
-            if topic_device == "all" and envelope["device"] not in ("all", self.device):
-                return  # addressed to another device through the shared topic
-            self._check(name, envelope)
+            try:
+                envelope = envelopes.parse(payload)
+                if topic_device == "all" and envelope["device"] not in ("all", self.device):
+                    return  # addressed to another device through the shared topic
+                self._check(name, envelope)
+            finally:
+                self._notice_problem()
         except Rejected as exc:
-            self._reject(name, exc, properties)
+            fields = {} if exc.command_id else {"payload_sha256": hashlib.sha256(payload).hexdigest()}
+            self._reject(name, exc, properties, fields=fields)
             return
         command = Command(name, envelope, self._replier(properties, authenticated=True))
         try:
@@ -107,20 +118,33 @@ class Dispatcher:
 
     def _check(self, name, envelope):
         if name not in self._handlers:
-            raise Rejected("unknown command {!r}; known: {}".format(name, ", ".join(sorted(self._handlers))),
-                           envelope["id"])
+            raise Rejected("unknown command {}; known: {}".format(untrusted.shown(repr(name), 80),
+                                                                 ", ".join(sorted(self._handlers))), envelope["id"])
         if self._key is None and not self._allow_unsigned:
             raise Rejected("no command key is configured on this device (commands.key_file or the systemd "
                            "credential command_key); unsigned commands are refused", envelope["id"])
         now = self._clock()
         envelopes.verify(envelope, self._key, name, self.device, now)
-        if not self._guard.admit(envelope["id"], envelope["ts"], now):
-            raise Rejected("replayed id: a command with this id was already received", envelope["id"])
+        try:
+            self._guard.admit(envelope["id"], envelope["ts"], now)
+        except Rejected as exc:
+            raise Rejected(str(exc), envelope["id"])
 
-    def _reject(self, name, exc, properties, authenticated=False):
-        self._count("rejected", str(exc))
-        log.warning("commands: %s rejected: %s", name, exc)
-        self._replier(properties, authenticated)(exc.command_id, name, "rejected", False, str(exc), {})
+    def _notice_problem(self):
+        problem = self._guard.problem()
+        if problem != self._problem:
+            self._problem = problem
+            self._on_state()
+
+    def problem(self):
+        """What is wrong with the commands' replay protection, in words, or ''."""
+        return self._guard.problem()
+
+    def _reject(self, name, exc, properties, authenticated=False, fields=None):
+        reason = untrusted.shown(str(exc), 400)
+        self._count("rejected", reason)
+        log.warning("commands: %s rejected: %s", untrusted.shown(name, 80), reason)
+        self._replier(properties, authenticated)(exc.command_id, name, "rejected", False, reason, fields or {})
 
     def _replier(self, properties, authenticated):
         """Replies go to the MQTT 5 response topic only for signed commands: an unauthenticated sender must
@@ -139,7 +163,7 @@ class Dispatcher:
         with self._lock:
             return {"accepted": self.accepted, "rejected": self.rejected, "rate_limited": self.rate_limited,
                     "last_rejection": self.last_rejection or None,
-                    "replay_record_error": self._guard.save_error or None}
+                    "replay_record_error": self._guard.problem() or None}
 
 
 def checked_args(command, allowed):
