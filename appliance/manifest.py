@@ -1,9 +1,8 @@
 """engines/manifest.json: the shipped models, their checksums, and how to feed and read them."""
-import json
 import os
 from typing import NamedTuple, Optional
 
-from appliance import shipped
+from appliance import shipped, untrusted
 from appliance.errors import ModelError
 from appliance.files import FileRefused, file_sha256, read_regular_file
 
@@ -64,8 +63,8 @@ def load_manifest(directory=None):
     directory = directory or find_engines_dir()
     path = os.path.join(directory, MANIFEST_NAME)
     try:
-        document = json.loads(read_regular_file(path, MAX_MANIFEST_BYTES).decode("utf-8"))
-    except (FileRefused, ValueError) as exc:
+        document = untrusted.load_json(read_regular_file(path, MAX_MANIFEST_BYTES), MAX_MANIFEST_BYTES, "it", 8)
+    except (FileRefused, untrusted.Refused) as exc:
         raise ModelError("cannot read {}: {}".format(path, exc))
     if not isinstance(document, dict):
         raise ModelError("{} is not a JSON object; reinstall facewatch".format(path))

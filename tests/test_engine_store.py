@@ -76,11 +76,13 @@ def test_an_unwritable_cache_says_which_key_to_set(tmp_path):
 
 
 @pytest.mark.parametrize("content, reason", [
-    (b"[1, 2, 3]", "sidecar not a JSON object"),
-    (b"\"text\"", "sidecar not a JSON object"),
-    (b"{not json", "sidecar not valid JSON"),
-    (b"\xff\xfe", "sidecar not valid JSON"),
-    (b"[" * 100000 + b"]" * 100000, "sidecar not valid JSON"),
+    (b"[1, 2, 3]", "sidecar not valid: the record must be a JSON object, not an array"),
+    (b"\"text\"", "sidecar not valid: the record must be a JSON object, not a string"),
+    (b"{not json", "sidecar not valid: the record is not JSON"),
+    (b"\xff\xfe", "sidecar not valid: the record is not UTF-8"),
+    (b"[" * 100000 + b"]" * 100000, "sidecar not valid: the record nests 100000 levels deep"),
+    (b'{"built_at": 1' + b"0" * 5000 + b"}", "sidecar not valid: the record: an integer of 5001 digits"),
+    (b'{"a": 1, "a": 2}', "sidecar not valid: the record: the key a appears twice"),
 ])
 def test_a_sidecar_that_is_not_a_json_object_is_rejected_and_listed_broken(store, content, reason):
     install(store)

@@ -15,7 +15,7 @@ import stat
 import tempfile
 import time
 
-from appliance import files
+from appliance import files, untrusted
 from appliance.errors import Cancelled, FacewatchError
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ SIDECAR_SUFFIX = ".json"
 ACTIVE_NAME = "active.json"
 LOCK_NAME = ".lock"
 MAX_SIDECAR_BYTES = 1 << 20
+MAX_SIDECAR_DEPTH = 8
 LOCK_POLL = 0.5
 
 
@@ -53,14 +54,14 @@ def remove_path(path):
 def read_json_object(path):
     """The JSON object in regular file `path`; EngineRejected saying why not."""
     try:
-        document = json.loads(files.read_regular_file(path, MAX_SIDECAR_BYTES).decode("utf-8"))
+        data = files.read_regular_file(path, MAX_SIDECAR_BYTES)
     except files.FileRefused as exc:
         raise EngineRejected("unreadable: {}".format(exc))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise EngineRejected("not valid JSON: {}".format(exc))
-    if not isinstance(document, dict):
-        raise EngineRejected("not a JSON object")
-    return document
+    try:
+        return untrusted.expect_object(untrusted.load_json(data, MAX_SIDECAR_BYTES, "the record", MAX_SIDECAR_DEPTH),
+                                       "the record")
+    except untrusted.Refused as exc:
+        raise EngineRejected("not valid: {}".format(exc))
 
 
 class EngineStore:
