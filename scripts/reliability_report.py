@@ -79,6 +79,18 @@ ROWS = [
      RELIABILITY + "::test_per_device_acls_keep_each_device_to_its_own_topics",
      "{forged_delivered} forged messages delivered; {foreign_messages_read} foreign messages read; "
      "{own_messages_delivered}+ own delivered"),
+    ("generated hostile command payloads (dispatcher)", "each a rejection with a reason; none executed; no exception",
+     "tests/test_command_fuzz.py::test_the_fuzzing_is_recorded",
+     "{payloads} payloads (hypothesis, tests/hostile_json.py): {rejected} rejected, {executed} executed, "
+     "{exceptions} exceptions"),
+    ("generated hostile payloads through mosquitto", "no thread dies; detection keeps its rate; memory bounded",
+     "tests/test_command_fuzz.py::test_generated_payloads_through_a_real_broker_leave_every_thread_running",
+     "{payloads} payloads: {rejected} rejected, {rate_limited} rate-limited, {threads_died} threads died; "
+     "{fps_before} -> {fps_during} frames/s; RSS +{rss_growth_mb} MB"),
+    ("replays under record and clock faults", "0 replays executed",
+     "tests/test_replay.py::test_no_replay_runs_under_any_record_or_clock_fault_and_the_count_is_recorded",
+     "{replays_executed} replays executed in {cases} cases (record a folder, a FIFO, 10,000 ids from 2096, not "
+     "JSON, or sound; clock +150 s and back, -150 s and forward, steady; each also after a restart)"),
 ]
 
 

@@ -220,3 +220,42 @@ def test_a_read_only_or_full_file_system_refuses_the_command(tmp_path, how, reas
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("refused: cannot save the replay record"), done.stdout
     assert reason in done.stdout.lower()
+
+
+def replays_admitted(folder, prepare, steps):
+    """Admit id "a" once, run `steps` on the clock, then count how often "a" is admitted again."""
+    clock = Clock()
+    prepare(folder)
+    guard = guard_at(folder, clock)
+    clock.advance(replay.KEEP + 1)   # past a start-up quarantine, if the record was unreadable
+    admitted(guard, "a", clock.wall, clock.wall)
+    ts = clock.wall
+    again = 0
+    for step in steps:
+        step(clock)
+        again += admitted(guard, "a", ts, clock.wall)
+        again += admitted(guard_at(folder, clock), "a", ts, clock.wall)   # and after a restart
+    return again
+
+
+def test_no_replay_runs_under_any_record_or_clock_fault_and_the_count_is_recorded(tmp_path):
+    from figures import record
+    faults = {
+        "record is a folder": lambda folder: record_cannot_be_written(folder, "folder"),
+        "record is a FIFO": lambda folder: record_cannot_be_written(folder, "fifo"),
+        "record seeded with 10000 ids from 2096": lambda folder: seed(
+            folder, {"v": 1, "seen": {"f{}".format(i): 3980000000.0 + i for i in range(10000)}}),
+        "record not JSON": lambda folder: (folder / replay.FILE_NAME).write_bytes(b"{broken"),
+        "no fault": lambda folder: None,
+    }
+    clocks = {"+150 s then back": [lambda c: c.step(150), lambda c: c.step(-150)],
+              "-150 s then forward": [lambda c: c.step(-150), lambda c: c.step(150)],
+              "steady 30 s": [lambda c: c.advance(30)]}
+    executed = {}
+    for fault, prepare in faults.items():
+        for name, steps in clocks.items():
+            folder = tmp_path / "{}-{}".format(len(executed), name.split()[0])
+            folder.mkdir()
+            executed["{}, clock {}".format(fault, name)] = replays_admitted(folder, prepare, steps)
+    assert sum(executed.values()) == 0, executed
+    record("replays under record and clock faults", cases=len(executed), replays_executed=sum(executed.values()))
