@@ -44,6 +44,17 @@ def mosquitto(tmp_path):
     broker.stop()
 
 
+COMMAND_KEY = b"fleet command key"
+
+
+@pytest.fixture
+def key_file(tmp_path):
+    """A command key file, as commands.key_file and `ctl --key-file` read it."""
+    path = tmp_path / "command.key"
+    path.write_text(COMMAND_KEY.decode() + "\n")
+    return str(path)
+
+
 @pytest.fixture
 def clip():
     import json

@@ -19,7 +19,8 @@ from appliance.remote.replay import FILE_NAME, ReplayGuard
 from brokers import Recorder, wait_until
 from figures import record
 from notify_socket import NotifySocket
-from test_commands import KEY, PREFIX, client, envelope, final, key_file, replies_to, start  # noqa: F401
+from conftest import COMMAND_KEY as KEY
+from test_commands import PREFIX, client, envelope, final, replies_to, start
 
 NOW = 1795320000
 EXAMPLES = int(os.environ.get("FACEWATCH_FUZZ_EXAMPLES", "1500"))

@@ -9,18 +9,11 @@ import pytest
 
 from appliance.remote.envelope import sign
 from brokers import Recorder, wait_until
+from conftest import COMMAND_KEY as KEY
 from conftest import run_cli
 from figures import record
 
-KEY = b"fleet command key"
 PREFIX = "facewatch/testcam"
-
-
-@pytest.fixture
-def key_file(tmp_path):
-    path = tmp_path / "command.key"
-    path.write_text(KEY.decode() + "\n")
-    return str(path)
 
 
 def envelope(command="status", device="testcam", key=KEY, ts=None, **args):

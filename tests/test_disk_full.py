@@ -5,7 +5,6 @@ though facewatch cannot write its active record there.
 """
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 
@@ -15,14 +14,7 @@ from brokers import Recorder, wait_until
 from conftest import run_cli
 from figures import record
 from notify_socket import NotifySocket
-
-
-def namespaces_refused():
-    if os.geteuid() != 0 or not shutil.which("unshare"):
-        return "needs root and unshare to mount a small file system privately"
-    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                            "mount -t tmpfs -o size=1m tmpfs /mnt"], stderr=subprocess.PIPE, universal_newlines=True)
-    return "this machine refuses private mounts: {}".format(probe.stderr.strip()) if probe.returncode else ""
+from private_mounts import namespaces_refused
 
 
 REFUSED = namespaces_refused()

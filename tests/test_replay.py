@@ -1,7 +1,6 @@
 """The replay guard: an id is run once, across restarts and clock steps, and it fails closed."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -10,6 +9,7 @@ import pytest
 from appliance.remote import replay
 from appliance.remote.envelope import Rejected
 from appliance.remote.replay import ReplayGuard
+from private_mounts import namespaces_refused
 
 NOW = 1795320000.0
 BOOT = "boot-1"
@@ -194,20 +194,12 @@ except Rejected as exc:
 """.format(now=NOW)
 
 
-def private_mount_refused():
-    if os.geteuid() != 0 or not shutil.which("unshare"):
-        return "needs root and unshare to mount a small file system privately"
-    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                            "mount -t tmpfs -o size=1m tmpfs /mnt"], stderr=subprocess.PIPE, universal_newlines=True)
-    return "this machine refuses private mounts: {}".format(probe.stderr.strip()) if probe.returncode else ""
-
-
 @pytest.mark.parametrize("how, reason", [
     ("mount -o remount,ro {m}", "read-only file system"),
     ("dd if=/dev/zero of={m}/filler bs=4k 2>/dev/null || true", "no space left on device"),
 ])
 def test_a_read_only_or_full_file_system_refuses_the_command(tmp_path, how, reason):
-    refused = private_mount_refused()
+    refused = namespaces_refused()
     if refused:
         pytest.skip(refused)
     mountpoint = tmp_path / "state"
