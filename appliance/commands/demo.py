@@ -10,10 +10,12 @@ import os
 import sys
 import threading
 
+from appliance import untrusted
 from appliance.commands import arguments
 from appliance.errors import FacewatchError
 
 DEMO_DEVICE = "demo"
+MAX_SHOWN_MESSAGE = 1 << 20   # a message on the watched topics; another publisher's larger one is refused
 
 
 def user_cache_dir():
@@ -124,13 +126,12 @@ class Watcher:
             print("  [snapshot]   annotated JPEG, {} bytes{}".format(
                 len(payload), " (retained from an earlier run)" if retained else ""))
             return
-        text = payload.decode("utf-8", "replace")
         if kind == "status":
-            print("  [status]     {}".format(text))
+            print("  [status]     {}".format(untrusted.shown(payload.decode("utf-8", "replace"), 80)))
             return
         try:
-            self._show(kind, json.loads(text))
-        except (ValueError, KeyError, TypeError, AttributeError):  # another publisher's message on our topics
+            self._show(kind, untrusted.load_json(payload, MAX_SHOWN_MESSAGE, kind))
+        except (ValueError, KeyError, TypeError, AttributeError):  # another publisher's message on --broker
             print("  [{}] a message facewatch did not write ({} bytes)".format(kind, len(payload)))
 
     def _show(self, kind, document):
