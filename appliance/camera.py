@@ -167,6 +167,9 @@ class Camera:
             self._run()
         except BaseException as exc:
             self._set_state(FAILED, "{}: {}".format(type(exc).__name__, exc))
+            if isinstance(exc, Exception) and describe(exc) != str(exc):
+                # The supervisor logs what ends the thread: not with a credential OpenCV put in its message.
+                raise CameraError(self.error) from None
             raise
         finally:
             self.wake()
@@ -306,6 +309,7 @@ class Camera:
         return self.frame_size
 
     def _set_state(self, state, error):
+        error = describe(error)  # telemetry, STATUS and log lines show it: an error may quote the source
         changed = (state, error) != (self.state, self.error)
         self.state = state
         self.error = error

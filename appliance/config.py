@@ -14,6 +14,7 @@ from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 from appliance import files, shipped, validators
 from appliance.errors import ConfigError
+from appliance.sources import describe
 
 try:
     import tomllib as toml_reader  # novermin (Python 3.11+; tomli below)
@@ -223,8 +224,9 @@ def check_value(value, spec):
 
 
 def shown(value):
-    """A value for an error message: short, and printable whatever it holds."""
-    text = repr(value)
+    """A value for an error message: short, printable whatever it holds, and without credentials (a camera
+    URL given as a list still holds its password)."""
+    text = describe(repr(value))
     return text if len(text) <= 60 else text[:57] + "..."
 
 

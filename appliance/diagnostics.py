@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from typing import NamedTuple
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -181,19 +182,130 @@ def camera(config):
 
 
 def broker(config):
-    """Connect with the configured credentials and TLS, as the daemon would."""
+    """Connect with the configured credentials and TLS, as the daemon would; then what bounds the size of
+    the messages the broker may hand facewatch (packet_size)."""
     from appliance import config as configuration
     from appliance.errors import FacewatchError
     from appliance.remote.client import Controller
+
+    class Probe(Controller):
+        """A Controller that keeps the broker's CONNACK properties (MQTT 5)."""
+        connack_properties = None
+
+        def _on_connect(self, client, userdata, flags, reason, properties=None):
+            self.connack_properties = properties
+            Controller._on_connect(self, client, userdata, flags, reason, properties)
     mqtt = config.mqtt
     try:
         password = configuration.secret(mqtt.password_file, "mqtt.password_file", "mqtt_password")
-        Controller(mqtt.host, mqtt.port, mqtt.prefix, mqtt.protocol, mqtt.username, password, mqtt.tls_ca,
-                   mqtt.tls_cert, mqtt.tls_key, mqtt.keepalive).close()
+        probe = Probe(mqtt.host, mqtt.port, mqtt.prefix, mqtt.protocol, mqtt.username, password, mqtt.tls_ca,
+                      mqtt.tls_cert, mqtt.tls_key, mqtt.keepalive)
+        probe.close()
     except FacewatchError as exc:
-        return [finding("broker", FAIL, str(exc), "check mqtt.host, mqtt.port, the credentials and TLS settings")]
+        return [finding("broker", FAIL, str(exc), "check mqtt.host, mqtt.port, the credentials and TLS settings")] \
+            + packet_size(config, None, connected=False)
     return [finding("broker", OK, "{}:{} accepted the connection{}".format(
-        mqtt.host, mqtt.port, " as " + mqtt.username if mqtt.username else ""))]
+        mqtt.host, mqtt.port, " as " + mqtt.username if mqtt.username else ""))] \
+        + packet_size(config, probe.connack_properties)
+
+
+MOSQUITTO_DEFAULT_PACKET = "256 MB"
+# A bound on the JPEG of a snapshot: a 4:3 frame snapshot.max_width wide at 2 bytes a pixel (noise at quality
+# 100 takes 1.98; a camera's frame at quality 80 about 0.15: 46 KB at 640x480).
+SNAPSHOT_BYTES_PER_PIXEL = 2
+PACKET_HEADROOM = 4096         # a snapshot's topic and the packet's headers
+SMALLEST_ADVISED_PACKET = 64 * 1024
+
+
+def largest_snapshot(config):
+    width = config.snapshot.max_width
+    return width * (width * 3 // 4) * SNAPSHOT_BYTES_PER_PIXEL
+
+
+def advised_packet_limit(config):
+    """The broker's max_packet_size to advise: a power of two that takes the largest snapshot facewatch may
+    publish (commands are at most 4 KiB), far below mosquitto's default: 1 MiB at snapshot.max_width 640."""
+    limit = SMALLEST_ADVISED_PACKET
+    while limit < largest_snapshot(config) + PACKET_HEADROOM:
+        limit *= 2
+    return limit
+
+
+def packet_size(config, connack_properties, connected=True):
+    """What bounds the messages the broker hands facewatch. With MQTT 5 facewatch states its own Maximum
+    Packet Size on CONNECT, and the broker's own limit comes back in CONNACK (too small a one refuses
+    facewatch's snapshots); MQTT 3.1.1 gives a client no way to refuse a large message, so only the broker's
+    configuration can: a warning, as doctor cannot see it."""
+    advice = "max_packet_size {} in mosquitto.conf (room for a snapshot at snapshot.max_width {})".format(
+        advised_packet_limit(config), config.snapshot.max_width)
+    if config.mqtt.protocol != "5":
+        return [finding("packet size", WARN, "MQTT 3.1.1 gives facewatch no way to refuse large messages: the "
+                        "broker hands it whatever anyone may publish on its topics (mosquitto's default allows {}, "
+                        "enough to exhaust a 4 GB Jetson Nano's memory)".format(MOSQUITTO_DEFAULT_PACKET),
+                        "configure the broker to refuse large messages (mosquitto: {}), or use mqtt.protocol = "
+                        "\"5\"".format(advice))]
+    if not connected:
+        return []
+    limit = getattr(connack_properties, "MaximumPacketSize", None)
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        return [finding("packet size", OK, "MQTT 5: facewatch states its Maximum Packet Size on CONNECT, so the "
+                        "broker hands it no larger message; the broker itself states no limit (mosquitto's default "
+                        "accepts {} from any client)".format(MOSQUITTO_DEFAULT_PACKET))]
+    if limit < largest_snapshot(config) + PACKET_HEADROOM:
+        return [finding("packet size", WARN, "the broker accepts packets of at most {} bytes; a snapshot at "
+                        "snapshot.max_width {} may take up to {} bytes, which it would refuse".format(
+                            limit, config.snapshot.max_width, largest_snapshot(config)),
+                        "mosquitto: " + advice + ", or lower snapshot.max_width")]
+    return [finding("packet size", OK, "MQTT 5: facewatch states its Maximum Packet Size on CONNECT; the broker "
+                    "accepts packets of at most {} bytes".format(limit))]
+
+
+def time_sync(run=None):
+    """Whether the system clock is synchronised (timedatectl: NTPSynchronized, systemd 239+; else the
+    `timedatectl status` lines of older systemd, 237 on JetPack 4). `run(argv)` -> (exit status, stdout) or
+    None when the command cannot run; the default runs it with a timeout."""
+    from appliance.remote.envelope import MAX_CLOCK_SKEW
+    run = run or run_command
+    now = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    synchronised, how = clock_synchronised(run)
+    why = ("signed commands are refused when this device's clock and the sender's differ by more than {:.0f} s"
+           .format(MAX_CLOCK_SKEW))
+    if synchronised is None:
+        return [finding("time sync", WARN, "unknown: {}; this device's clock says {}".format(how, now),
+                        why + ": check the clock (date -u) and that NTP runs (timedatectl, chrony or ntpd)")]
+    if synchronised:
+        return [finding("time sync", OK, "synchronised ({}); {}".format(how, now))]
+    return [finding("time sync", WARN, "not synchronised ({}); this device's clock says {}".format(how, now),
+                    why + ": enable network time (timedatectl set-ntp true) with a time server this device "
+                    "reaches, or set the clock (timedatectl set-time)")]
+
+
+CLOCK_STATUS_LINE = re.compile(r"^\s*(System clock synchronized|NTP synchronized):\s*(yes|no)\s*$",
+                               re.MULTILINE | re.IGNORECASE)
+
+
+def clock_synchronised(run):
+    """(True, False or None when unknown, how that was found or why not)."""
+    shown = run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"])
+    if shown is not None and shown[0] == 0 and shown[1].strip() in ("yes", "no"):
+        return shown[1].strip() == "yes", "timedatectl: NTPSynchronized={}".format(shown[1].strip())
+    status = run(["timedatectl", "status"])
+    if status is None:
+        return None, "timedatectl is not installed or did not answer"
+    match = CLOCK_STATUS_LINE.search(status[1]) if status[0] == 0 else None
+    if not match:
+        return None, "timedatectl could not tell (exit status {})".format(status[0])
+    return match.group(2).lower() == "yes", "timedatectl: {}: {}".format(match.group(1), match.group(2).lower())
+
+
+def run_command(argv, timeout=5.0):
+    """(exit status, stdout) of a command; None when it is not installed, cannot run or times out."""
+    try:
+        done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True,
+                              timeout=timeout)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    return done.returncode, done.stdout
 
 
 def engine_cache(config):

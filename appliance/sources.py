@@ -5,7 +5,7 @@ http[s]:// URLs: FFmpeg · text with "!": a GStreamer pipeline (appsink added if
 """
 import re
 from typing import NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 SourceSpec = NamedTuple("SourceSpec", [("kind", str), ("target", object)])
 
@@ -44,7 +44,7 @@ def parse_source(source, width=0, height=0, fps=0.0):
         return SourceSpec("gstreamer", pipeline)
     if not text.startswith("/"):
         raise SourceError("{!r} is taken as a video file, and a file needs an absolute path (systemd starts "
-                          "facewatch in /)".format(text))
+                          "facewatch in /)".format(describe(text)))
     return SourceSpec("file", text)
 
 
@@ -71,7 +71,40 @@ def csi_pipeline(sensor, width, height, fps):
             "appsink drop=true max-buffers=1").format(int(sensor), width or 1280, height or 720, int(fps or 30))
 
 
+HIDDEN = "***"
+# A parameter is taken for a credential when its name (lower case, percent-decoded, without - _ .) contains
+# one of these words or ends with one of these endings: user=, pwd=, api_key=, access_token=, X-Amz-Signature=,
+# loginpas=, GStreamer's user-pw= and proxy-id= are; channel=, subtype=, key-int-max= are not. Hiding a
+# harmless value is the cheaper mistake.
+CREDENTIAL_WORDS = ("user", "login", "pass", "pwd", "auth", "token", "secret", "signature", "credential")
+CREDENTIAL_ENDINGS = ("key", "pw", "sig", "proxyid")
+# name= at the start of the text, or after ? & ; (a URL's query or path parameters) or white space (a
+# GStreamer element's properties, words of an error message). Only the name is matched here, so a value
+# that holds a URL (location=rtsp://...?pwd=...) is scanned too.
+PARAMETER_NAME = re.compile(r"(?:(?<=[?&;\s])|^)([^\s=&;#?]+)=")
+# A value: quoted (a GStreamer property), else up to white space, & or #; a quote ends it only where a
+# quoted text would end ("...?pwd=x" in a message, location="...") as a password may hold one.
+PARAMETER_VALUE = re.compile(r"\"[^\"]*\"?|'[^']*'?|[^\s&#]*?(?=[\"'](?:[\s,;:)\]]|$)|[\s&#]|$)")
+
+
 def describe(target):
-    """The source as a user would recognise it, without credentials in URLs (everything between :// and
-    the last @ is hidden, whatever characters a password holds)."""
-    return re.sub(r"://.*@", "://***@", str(target))
+    """The source (or any text that may hold one: a pipeline, an error message) as a user would recognise
+    it, without credentials: a URL's userinfo (everything between :// and the last @, whatever characters
+    a password holds) and the values of parameters whose names look like credentials (?user=admin&pwd=x,
+    rtspsrc user-pw=x) become ***."""
+    text = re.sub(r"://.*@", "://" + HIDDEN + "@", str(target))
+    pieces = []
+    shown_up_to = 0
+    for match in PARAMETER_NAME.finditer(text):
+        if match.start() < shown_up_to or not is_credential(match.group(1)):
+            continue
+        value = PARAMETER_VALUE.match(text, match.end())
+        pieces.append(text[shown_up_to:match.end()] + HIDDEN)
+        shown_up_to = value.end()
+    return "".join(pieces) + text[shown_up_to:]
+
+
+def is_credential(name):
+    """Whether a parameter of this name holds a credential (see CREDENTIAL_WORDS)."""
+    word = re.sub(r"[^a-z0-9]", "", unquote(name).lower())
+    return any(part in word for part in CREDENTIAL_WORDS) or word.endswith(CREDENTIAL_ENDINGS)

@@ -11,6 +11,12 @@ from appliance.sources import SourceError, parse_source
 MAX_SECRET_BYTES = 64 * 1024
 MAX_PEM_BYTES = 1 << 20
 MQTT_TOPIC_MAX_BYTES = 65535
+# The limits of mqtt.device_id and of a topic prefix (mqtt.prefix, homeassistant.prefix) in UTF-8 bytes, as
+# sent; `ctl` checks its DEVICE and --prefix with the same functions. The device id travels in every command:
+# at 128 bytes the largest command `ctl` sends (a signed rebuild) is under 700 bytes even with every
+# character written as a \u escape, far inside the 4096 bytes a device accepts (MAX_PAYLOAD_BYTES).
+MAX_DEVICE_ID_BYTES = 128
+MAX_PREFIX_BYTES = 128
 RESERVED_DEVICE_IDS = ("all",)
 HOST_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 
@@ -53,10 +59,26 @@ def host(value):
     return None
 
 
+def utf8_size(value, limit):
+    """What is wrong with a text longer than `limit` bytes in UTF-8 (the bytes sent), or None."""
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        return "is {} bytes long in UTF-8 ({} characters); at most {} bytes".format(size, len(value), limit)
+    return None
+
+
 def topic_prefix(value):
-    """A topic prefix: one or more levels, no wildcard, not a $SYS-style topic."""
+    """A topic prefix: one or more levels, no wildcard, not a $SYS-style topic, at most MAX_PREFIX_BYTES."""
     if not value:
         return "is empty; topics are PREFIX/DEVICE/..."
+    control = control_characters(value)
+    if control:
+        return "contains {}, which MQTT topics may not".format(control)
+    return utf8_size(value, MAX_PREFIX_BYTES) or topic_levels(value)
+
+
+def topic_levels(value):
+    """Topic levels a publisher may use: no wildcard, not a $SYS-style topic, none empty."""
     for ch in "+#":
         if ch in value:
             return "contains {!r}, an MQTT wildcard, which topics cannot contain".format(ch)
@@ -68,13 +90,13 @@ def topic_prefix(value):
 
 
 def device_id(value):
-    """One topic level; "" means the host name."""
+    """One topic level of at most MAX_DEVICE_ID_BYTES; "" means the host name."""
     if value == "":
         return None
     control = control_characters(value)
     if control:
         return "contains {}, which MQTT topics may not".format(control)
-    problem = topic_prefix(value)
+    problem = utf8_size(value, MAX_DEVICE_ID_BYTES) or topic_levels(value)
     if problem:
         return problem
     if "/" in value:

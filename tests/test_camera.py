@@ -162,3 +162,32 @@ def test_a_frame_of_another_shape_is_a_clear_camera_error():
     from appliance.camera import CameraError, as_bgr
     with pytest.raises(CameraError, match=r"frames of shape \[48, 64, 2\]"):
         as_bgr(np.zeros((48, 64, 2), np.uint8))
+
+
+def test_credentials_in_a_url_source_appear_in_no_state_error_or_log_line(running, caplog):
+    """userinfo and ?user=&pwd= alike: the source as camera.stats() (telemetry's camera.source) shows it, the
+    error a failed open leaves (camera.error) and the warning logged for it."""
+    import logging
+    from brokers import free_port
+    caplog.set_level(logging.INFO, logger="appliance.camera")
+    url = "http://viewer:secret@127.0.0.1:{}/videostream.cgi?user=admin&pwd=secret&rate=0".format(free_port())
+    source = running(settings(source=url, open_timeout=1.0, reconnect_min=0.05, reconnect_max=0.1))
+    wait_until(lambda: source.reconnects >= 2, 20, message="two failed opens")
+    stats = source.stats()
+    assert stats["source"].endswith("/videostream.cgi?user=***&pwd=***&rate=0") and "://***@" in stats["source"]
+    assert stats["error"].startswith("cannot open camera source") and "pwd=***" in stats["error"]
+    logged = [record.getMessage() for record in caplog.records]
+    assert any("pwd=***" in line for line in logged)
+    assert "secret" not in repr(stats) + source.problem() + "\n".join(logged)
+    assert "admin" not in repr(stats) + "\n".join(logged)
+
+
+def test_an_error_that_quotes_the_url_with_its_credentials_is_kept_without_them(clip, monkeypatch):
+    def broken(capture):
+        raise RuntimeError("could not read http://cam/s.mjpg?user=admin&pwd=secret: 401")
+    source = camera.Camera(settings(source=clip[0]), threading.Event())
+    monkeypatch.setattr(source, "_stream", broken)
+    with pytest.raises(camera.CameraError) as raised:  # what the supervisor logs when the thread ends
+        source.run()
+    assert source.state == camera.FAILED and "could not read http://cam/s.mjpg?user=***&pwd=***" in source.error
+    assert "secret" not in source.error and "secret" not in str(raised.value) and "admin" not in str(raised.value)

@@ -244,3 +244,80 @@ def test_an_unreadable_secret_is_refused_as_the_service_user_sees_it(tmp_path):
         assert "commands.key_file: {}: permission denied".format(secret) in result.stderr
     finally:
         shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize("key", ["mqtt.device_id", "mqtt.prefix", "homeassistant.prefix"])
+@pytest.mark.parametrize("value, size", [("é" * 700, 1400), ("\U0001F600" * 4096, 16384)])
+def test_ids_and_prefixes_are_bounded_in_bytes_as_sent(tmp_path, key, value, size):
+    from appliance.validators import MAX_DEVICE_ID_BYTES, MAX_PREFIX_BYTES
+    limit = MAX_DEVICE_ID_BYTES if key == "mqtt.device_id" else MAX_PREFIX_BYTES
+    section, name = key.split(".")
+    result = run_cli("check-config", "--config", write(tmp_path, '[{}]\n{} = "{}"\n'.format(section, name, value)),
+                     timeout=30)
+    assert result.returncode == 2
+    assert "{}: is {} bytes long in UTF-8 ({} characters); at most {} bytes".format(
+        key, size, len(value), limit) in result.stderr
+
+
+def test_a_device_id_and_prefix_at_the_limit_are_accepted_one_byte_more_is_not(tmp_path):
+    from appliance.validators import MAX_DEVICE_ID_BYTES, MAX_PREFIX_BYTES
+    at_limit = "é" * (MAX_DEVICE_ID_BYTES // 2)
+    prefix = "p" * (MAX_PREFIX_BYTES - 3) + "/é"
+    config = configuration.load(write(tmp_path, '[mqtt]\ndevice_id = "{}"\nprefix = "{}"\n'.format(at_limit, prefix)),
+                                required=True)
+    assert len(config.mqtt.device_id.encode("utf-8")) == MAX_DEVICE_ID_BYTES == 128
+    assert len(config.mqtt.prefix.encode("utf-8")) == MAX_PREFIX_BYTES == 128
+    with pytest.raises(ConfigError, match="mqtt.device_id: is 129 bytes long in UTF-8 .65 characters.; at most 128"):
+        configuration.load(write(tmp_path, '[mqtt]\ndevice_id = "{}"\n'.format(at_limit + "a")), required=True)
+    with pytest.raises(ConfigError, match="mqtt.prefix: is 129 bytes long in UTF-8 .128 characters.; at most 128"):
+        configuration.load(write(tmp_path, '[mqtt]\nprefix = "{}q"\n'.format(prefix)), required=True)
+
+
+@pytest.mark.parametrize("ensure_ascii", [False, True])
+def test_the_largest_command_ctl_sends_to_a_device_id_at_the_limit_fits_the_payload_limit(ensure_ascii):
+    """The limits are consistent: whatever a device id at the limit holds, a signed rebuild for it (the
+    largest command `ctl` sends) is far inside the 4096 bytes a device reads, written as UTF-8 or with
+    \\u escapes."""
+    import json
+    from appliance.remote import envelope
+    from appliance.validators import MAX_DEVICE_ID_BYTES, device_id
+    limit = MAX_DEVICE_ID_BYTES
+    widest = ["a" * limit, '"' * limit, "\\" * limit, "é" * (limit // 2), "€" * (limit // 3),
+              "\U0001F600" * (limit // 4)]
+    sizes = []
+    for device in widest:
+        assert device_id(device) is None, device
+        signed = envelope.sign({"v": 1, "id": "f" * 32, "command": "rebuild", "device": device, "ts": 9999999999,
+                                "args": {"force": False, "precision": "fp32"}}, b"k" * 64)
+        payload = json.dumps(signed, separators=(",", ":"), ensure_ascii=ensure_ascii).encode("utf-8")
+        assert envelope.parse(payload)["device"] == device
+        sizes.append(len(payload))
+    assert max(sizes) <= envelope.MAX_PAYLOAD_BYTES // 4, sizes  # a wide margin: a quarter of the limit
+
+
+def test_ctl_refuses_the_device_ids_and_prefixes_the_configuration_refuses():
+    import argparse
+    from appliance.commands import arguments
+    from appliance.validators import MAX_DEVICE_ID_BYTES
+    assert arguments.device_or_all("é" * (MAX_DEVICE_ID_BYTES // 2)) == "é" * (MAX_DEVICE_ID_BYTES // 2)
+    for parse in (arguments.device_or_all, arguments.topic_prefix):
+        with pytest.raises(argparse.ArgumentTypeError, match="is 1400 bytes long in UTF-8 .700 characters.; at most"):
+            parse("é" * 700)
+    result = run_cli("ctl", "--port", "1", "status", "\U0001F600" * 4096, timeout=30)
+    assert result.returncode == 2
+    assert "DEVICE|all: is 16384 bytes long in UTF-8 (4096 characters); at most 128 bytes" in result.stderr
+    result = run_cli("ctl", "--port", "1", "--prefix", "é" * 700, "status", "cam1", timeout=30)
+    assert result.returncode == 2 and "--prefix: is 1400 bytes long in UTF-8" in result.stderr
+
+
+def test_check_config_shows_no_credentials_of_the_camera_url(tmp_path):
+    source = "rtsp://viewer:secret@cam:554/live?channel=1&user=admin&pwd=secret"
+    result = run_cli("check-config", "--config", write(tmp_path, '[camera]\nsource = "{}"\n'.format(source)),
+                     timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "camera rtsp://***@cam:554/live?channel=1&user=***&pwd=***," in result.stdout
+    for bad in ('source = ["{}"]'.format(source), 'source = "{}"'.format(source.replace("554", "99999")),
+                'source = "cam.mjpg?user=admin&pwd=secret"'):
+        result = run_cli("check-config", "--config", write(tmp_path, "[camera]\n{}\n".format(bad)), timeout=30)
+        assert result.returncode == 2 and "camera.source: " in result.stderr, result.stderr
+        assert "secret" not in result.stdout + result.stderr and "admin" not in result.stdout + result.stderr

@@ -44,3 +44,43 @@ def test_credentials_in_urls_are_not_shown():
 def test_a_source_that_names_no_camera_says_why(source, message):
     with pytest.raises(sources.SourceError, match=message):
         sources.parse_source(source)
+
+
+@pytest.mark.parametrize("source, shown", [
+    ("http://cam/videostream.cgi?user=admin&pwd=secret", "http://cam/videostream.cgi?user=***&pwd=***"),
+    ("rtsp://cam:554/live?channel=1&USER=admin&PassWord=secret&subtype=0",
+     "rtsp://cam:554/live?channel=1&USER=***&PassWord=***&subtype=0"),
+    ("https://cam/mjpg?api_key=secret#view", "https://cam/mjpg?api_key=***#view"),
+    ("http://cam/s?access_token=secret&X-Amz-Signature=secret&sig=secret&p%77d=secret&fps=5",
+     "http://cam/s?access_token=***&X-Amz-Signature=***&sig=***&p%77d=***&fps=5"),
+    ("http://cam/cgi;login=admin;passwd=sec;ret", "http://cam/cgi;login=***"),
+    ("http://admin:pw@cam/x?token=secret", "http://***@cam/x?token=***"),
+    ("http://cam/x?key=secret&auth=secret&credentials=secret&client_secret=secret&username=admin",
+     "http://cam/x?key=***&auth=***&credentials=***&client_secret=***&username=***"),
+    ("souphttpsrc location=\"http://cam/m.mjpg?user=admin&pwd=secret\" ! jpegdec ! appsink",
+     "souphttpsrc location=\"http://cam/m.mjpg?user=***&pwd=***\" ! jpegdec ! appsink"),
+    ("rtspsrc location=rtsp://cam/s?token=secret user-id=admin user-pw=\"a secret\" ! decodebin ! appsink",
+     "rtspsrc location=rtsp://cam/s?token=*** user-id=*** user-pw=*** ! decodebin ! appsink"),
+    ("x264enc key-int-max=30 ! video/x-raw,format=BGR,width=640",
+     "x264enc key-int-max=30 ! video/x-raw,format=BGR,width=640"),
+])
+def test_credentials_in_query_strings_and_pipelines_are_hidden_as_userinfo_is(source, shown):
+    assert sources.describe(source) == shown
+    assert "=secret" not in shown and "admin" not in shown
+
+
+@pytest.mark.parametrize("message", [
+    "cannot open camera source 'http://cam/x?user=admin&pwd=secret': 401",
+    "OpenCV(4.5) error: (-2) could not open http://cam/x?pwd=se'cr\"et&user=admin in function 'open'",
+    "('http://cam/x?user=admin&pwd=secret',)",
+])
+def test_credentials_quoted_in_an_error_message_are_hidden(message):
+    assert "secret" not in sources.describe(message) and "admin" not in sources.describe(message)
+    assert "pwd=***" in sources.describe(message)
+
+
+def test_a_source_refused_with_credentials_in_it_does_not_show_them():
+    for source in ("cam.mjpg?user=admin&pwd=secret", "http://cam:99999/x?pwd=secret", "http://cam/a b?pwd=secret"):
+        with pytest.raises(sources.SourceError) as error:
+            sources.parse_source(source)
+        assert "secret" not in str(error.value) and "pwd=***" in str(error.value)

@@ -87,6 +87,8 @@ def checked_by(validator):
 
 THREADS = bounded_int(0, 256)
 host_name = checked_by(validators.host)
+# The configuration's own checks, so `ctl` refuses what check-config refuses (byte limits included:
+# validators.MAX_PREFIX_BYTES, MAX_DEVICE_ID_BYTES).
 topic_prefix = checked_by(validators.topic_prefix)
 device_or_all = checked_by(lambda text: None if text == "all" else
                            ("is empty" if not text else validators.device_id(text)))

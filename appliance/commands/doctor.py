@@ -2,7 +2,8 @@
 
 Each line is ok, warn or fail, with a hint for what to do. Exit 1 when something blocks facewatch (a
 fail), else 0. With a configuration (--config, or the default file when it exists) it also checks the
-camera, the broker and the engine cache that configuration names.
+camera, the broker (and what bounds the size of the messages it hands facewatch) and the engine cache that
+configuration names. The clock is checked for network time: signed commands depend on it.
 """
 import json
 import os
@@ -27,7 +28,9 @@ def run(args):
     if config is not None:
         for check in (checks.backend, checks.opencv, checks.camera, checks.broker, checks.engine_cache):
             findings += guarded(check, config)
-    findings += checks.gpu() + checks.systemd_unit()
+    for check in (checks.gpu, checks.systemd_unit, checks.time_sync):
+        findings += guarded(check)
+    findings = [without_credentials(f) for f in findings]
     blocking = [f for f in findings if f.level == checks.FAIL]
     if args.json:
         print(json.dumps({"ok": not blocking, "findings": [f._asdict() for f in findings]}, indent=2))
@@ -56,10 +59,17 @@ def load_config(path):
         return None, [finding("config", FAIL, str(exc).replace("\n", " "), "facewatch check-config --config {}".format(path))]
 
 
-def guarded(check, config):
+def guarded(check, *config):
     """A check that breaks on this host is a warning, never the end of the report."""
     from appliance.diagnostics import WARN, finding
     try:
-        return check(config)
+        return check(*config)
     except Exception as exc:  # doctor must report on a broken installation, whatever breaks in it
         return [finding(check.__name__, WARN, "could not check: {}: {}".format(type(exc).__name__, exc))]
+
+
+def without_credentials(item):
+    """A finding as shown: a camera URL's credentials (userinfo, ?pwd=...) hidden wherever it is quoted, in
+    an error message too."""
+    from appliance.sources import describe
+    return item._replace(detail=describe(item.detail), hint=describe(item.hint))
