@@ -188,17 +188,10 @@ def broker(config):
     from appliance.errors import FacewatchError
     from appliance.remote.client import Controller
 
-    class Probe(Controller):
-        """A Controller that keeps the broker's CONNACK properties (MQTT 5)."""
-        connack_properties = None
-
-        def _on_connect(self, client, userdata, flags, reason, properties=None):
-            self.connack_properties = properties
-            Controller._on_connect(self, client, userdata, flags, reason, properties)
     mqtt = config.mqtt
     try:
         password = configuration.secret(mqtt.password_file, "mqtt.password_file", "mqtt_password")
-        probe = Probe(mqtt.host, mqtt.port, mqtt.prefix, mqtt.protocol, mqtt.username, password, mqtt.tls_ca,
+        probe = Controller(mqtt.host, mqtt.port, mqtt.prefix, mqtt.protocol, mqtt.username, password, mqtt.tls_ca,
                       mqtt.tls_cert, mqtt.tls_key, mqtt.keepalive)
         probe.close()
     except FacewatchError as exc:

@@ -75,6 +75,7 @@ class Controller:
         self._subscribed = threading.Event()
         self._connected = threading.Event()
         self._refused = None
+        self.connack_properties = None     # the broker's CONNACK properties (MQTT 5), e.g. MaximumPacketSize
         self._client = make_paho_client("facewatch-ctl-" + uuid.uuid4().hex[:12], protocol)
         if username:
             self._client.username_pw_set(username, password.decode("utf-8") if password else None)
@@ -99,6 +100,7 @@ class Controller:
 
     def _on_connect(self, client, userdata, flags, reason, properties=None):
         code = reason.value if hasattr(reason, "value") else int(reason)
+        self.connack_properties = properties
         if code == 0:
             self._connected.set()
         else:
