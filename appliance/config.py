@@ -159,13 +159,17 @@ def default_path():
 
 
 def build(document, path):
+    """The Config of `document`; ConfigError listing every error at once: each value's own, and those between
+    values (a relation is judged on the values given, unless one of its keys already has an error)."""
     errors = []
     sections = {}
+    refused = set()   # "section.key" whose given value was refused (its default stands in)
     for name in document:
         if name not in SCHEMA:
             errors.append(unknown_key_message(name, SCHEMA))
         elif not isinstance(document[name], dict):
             errors.append("{}: must be a table ([{}])".format(name, name))
+            refused.update("{}.{}".format(name, key) for key in SCHEMA[name])
     for name, fields in SCHEMA.items():
         given = document.get(name) if isinstance(document.get(name), dict) else {}
         for key in given:
@@ -177,11 +181,11 @@ def build(document, path):
             problem = check_value(value, spec)
             if problem:
                 errors.append("{}.{}: {}".format(name, key, problem))
+                refused.add("{}.{}".format(name, key))
                 value = spec.default
             values[key] = normalise(value, spec)
         sections[name] = SECTION_TYPES[name](**values)
-    if not errors:
-        errors.extend(check_relations(sections))
+    errors.extend(message for keys, message in check_relations(sections) if not refused.intersection(keys))
     if errors:
         raise ConfigError("{} has {} error{}:\n  {}".format(
             path or "the configuration", len(errors), "" if len(errors) == 1 else "s", "\n  ".join(errors)))
@@ -242,38 +246,42 @@ def normalise(value, spec):
 
 
 def check_relations(sections):
-    """What only holds between values; run once every value is fine on its own."""
+    """What only holds between values: (the keys it involves, the error) for each relation that fails."""
     errors = []
     for name in ("camera", "mqtt"):
         section = sections[name]
         if section.reconnect_max < section.reconnect_min:
-            errors.append("{0}.reconnect_max: must be >= {0}.reconnect_min ({1})".format(name, section.reconnect_min))
+            errors.append((("{}.reconnect_min".format(name), "{}.reconnect_max".format(name)),
+                           "{0}.reconnect_max: must be >= {0}.reconnect_min ({1})".format(name, section.reconnect_min)))
     camera = sections["camera"]
     if bool(camera.width) != bool(camera.height):
-        errors.append("camera.height: camera.width and camera.height go together (both 0, or both set)")
+        errors.append((("camera.width", "camera.height"),
+                       "camera.height: camera.width and camera.height go together (both 0, or both set)"))
     mqtt = sections["mqtt"]
+    tls = ("mqtt.tls_cert", "mqtt.tls_key")
     if bool(mqtt.tls_cert) != bool(mqtt.tls_key):
-        errors.append("mqtt.tls_key: tls_cert and tls_key go together")
+        errors.append((tls, "mqtt.tls_key: tls_cert and tls_key go together"))
     elif mqtt.tls_cert:
         problem = validators.client_certificate(mqtt.tls_cert, mqtt.tls_key)
         if problem:
-            errors.append("mqtt.tls_cert: " + problem)
+            errors.append((tls, "mqtt.tls_cert: " + problem))
     engine = sections["engine"]
     if engine.backend == "tensorrt" and engine.workers > 1:
-        errors.append("engine.workers: TensorRT serves from one inference thread; set 0 (auto) or 1 with "
-                      "engine.backend = \"tensorrt\"")
+        errors.append((("engine.backend", "engine.workers"), "engine.workers: TensorRT serves from one inference "
+                       "thread; set 0 (auto) or 1 with engine.backend = \"tensorrt\""))
     if mqtt.password_file and not mqtt.username:
-        errors.append("mqtt.password_file: a password needs mqtt.username")
+        errors.append((("mqtt.password_file", "mqtt.username"), "mqtt.password_file: a password needs mqtt.username"))
     device = effective_device_id(mqtt)
     problem = validators.device_id(device) if device else "is empty"
     if problem and not mqtt.device_id:
-        errors.append("mqtt.device_id: empty, so the host name {!r} is used, which {}; set mqtt.device_id".format(
-            device, problem))
+        errors.append((("mqtt.device_id",), "mqtt.device_id: empty, so the host name {!r} is used, which {}; set "
+                       "mqtt.device_id".format(device, problem)))
     topic = "{}/{}{}".format(mqtt.prefix, device, LONGEST_TOPIC_SUFFIX)
     problem = validators.topic_length(topic) or validators.topic_length(
         sections["homeassistant"].prefix + LONGEST_DISCOVERY_SUFFIX.format(device))
     if problem:
-        errors.append("mqtt.prefix: with mqtt.device_id and homeassistant.prefix it " + problem)
+        errors.append((("mqtt.prefix", "mqtt.device_id", "homeassistant.prefix"),
+                       "mqtt.prefix: with mqtt.device_id and homeassistant.prefix it " + problem))
     return errors
 
 

@@ -64,6 +64,24 @@ def test_every_error_is_reported_at_once(tmp_path):
     assert "has 3 errors" in str(error.value)
 
 
+def test_check_config_reports_a_relation_between_values_with_the_other_errors_in_one_run(tmp_path):
+    """The README promises every error at once: reconnect_min above reconnect_max is one of them, not an
+    error found only after the others were fixed."""
+    result = run_cli("check-config", "--config", write(
+        tmp_path, "[mqtt]\nport = -1\n[camera]\nreconnect_min = 60\nreconnect_max = 30\n"), timeout=30)
+    assert result.returncode == 2
+    assert "has 2 errors" in result.stderr
+    assert "mqtt.port: must be >= 1, got -1" in result.stderr
+    assert "camera.reconnect_max: must be >= camera.reconnect_min (60.0)" in result.stderr
+
+
+def test_a_relation_is_not_judged_on_a_refused_value_standing_in_as_its_default(tmp_path):
+    result = run_cli("check-config", "--config", write(
+        tmp_path, '[camera]\nreconnect_min = 60\nreconnect_max = "often"\n'), timeout=30)
+    assert result.returncode == 2 and "has 1 error:" in result.stderr
+    assert "camera.reconnect_max: must be a number, got 'often'" in result.stderr
+
+
 def test_check_config_exits_2_and_explains(tmp_path):
     result = run_cli("check-config", "--config", write(tmp_path, "[mqtt]\nport = -1\n[telemetry]\nevery = 5\n"))
     assert result.returncode == 2
