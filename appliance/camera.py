@@ -159,7 +159,8 @@ class Camera:
         return {"state": self.state, "source": self.name, "kind": self.spec.kind,
                 "frames": self.frames, "skipped": self.skipped, "dropped": self.dropped,
                 "reconnects": self.reconnects, "frame_size": list(self.frame_size) if self.frame_size else None,
-                "frame_age_ms": None if age is None else round(age * 1000, 1), "error": self.error}
+                "frame_age_ms": None if age is None else round(age * 1000, 1),
+                "error": self.error or None}   # null while there is none, as every other absent error
 
     def run(self):
         """Open, stream, reopen with capped backoff, until stopped or a file without loop ends."""

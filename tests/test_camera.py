@@ -62,6 +62,12 @@ def test_a_file_read_not_in_realtime_hands_over_every_frame_then_ends(running, c
     assert source.state == camera.ENDED and source.dropped == 0
 
 
+def test_a_camera_without_an_error_says_null_in_its_stats_as_telemetry_shows_them(running, clip):
+    source = running(settings(source=clip[0]))
+    assert source.latest(timeout=5) is not None
+    assert source.stats()["error"] is None and source.stats()["state"] == camera.STREAMING
+
+
 def test_a_missing_file_is_reported_and_retried(running, tmp_path):
     source = running(settings(source=str(tmp_path / "none.mp4"), reconnect_min=0.05, reconnect_max=0.1))
     wait_until(lambda: source.reconnects >= 2, 10, message="two retries")

@@ -58,6 +58,7 @@ def test_engine_and_telemetry_are_published(mosquitto, daemon_factory, clip):
     inference = report["latency_ms"]["inference"]
     assert 0 < inference["p50"] <= inference["p95"] <= inference["p99"] <= inference["max"] and inference["n"] > 0
     assert report["camera"]["state"] == "streaming" and report["engine"]["preprocessing"] == "cpu"
+    assert report["camera"]["error"] is None   # null as every other absent error, not ""
     assert report["mqtt"]["connected"] is True
     assert "ram" in report["host"] and "temperatures" in report["host"]
     wait_until(lambda: "perf: " in daemon.output(), 10, message="the summary line in the log")
