@@ -13,15 +13,10 @@ import threading
 from appliance import untrusted
 from appliance.commands import arguments
 from appliance.errors import FacewatchError
+from appliance.paths import shown_home, user_cache_dir
 
 DEMO_DEVICE = "demo"
 MAX_SHOWN_MESSAGE = 1 << 20   # a message on the watched topics; another publisher's larger one is refused
-
-
-def user_cache_dir():
-    """The demo's engines: the user's own cache folder, whoever runs it (root included)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "facewatch", "engines")
 
 
 def add_arguments(parser):
@@ -33,8 +28,7 @@ def add_arguments(parser):
     parser.add_argument("--threads", type=arguments.THREADS, default=0,
                         help="ONNX Runtime threads per inference thread, 0..256 (default 0: as engine.threads)")
     parser.add_argument("--cache-dir", metavar="DIR", type=arguments.library_path,
-                        help="engine cache (default: {})".format(
-                            user_cache_dir().replace(os.path.expanduser("~"), "~")))
+                        help="engine cache (default: {})".format(shown_home(user_cache_dir())))
 
 
 
