@@ -11,7 +11,8 @@
 # configuration (never over an existing one) and the credentials of the secrets that exist; enables and
 # starts the service. Running it again upgrades in place. --uninstall keeps /etc/facewatch and the engines
 # unless --purge. --package installs a built wheel instead of this source tree. Exit 0 done, 1 failed, 2 bad
-# usage or an unsuitable host.
+# usage or an unsuitable host. --dry-run changes nothing and needs neither root nor systemd: it shows every
+# step on any host, says what this host lacks for a real run, and exits 0.
 set -euo pipefail
 
 source_dir=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,10 +27,14 @@ start=1
 unit_dir=/etc/systemd/system
 config_dir=/etc/facewatch
 secrets=(mqtt_password command_key)
+lacking=()
 
 usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 fail() { echo "install.sh: $*" >&2; exit 1; }
 refuse() { echo "install.sh: $*" >&2; exit 2; }
+lack() {  # what this host lacks for a real run: refused (exit 2), or with --dry-run said and the run goes on
+    if [ "$dry_run" = 1 ]; then lacking+=("$*"); echo "install.sh: a real run would stop here: $*" >&2; else refuse "$*"; fi
+}
 say() { echo "== $*"; }
 run() {  # a change to the system: shown with --dry-run, else done
     if [ "$dry_run" = 1 ]; then printf '+ %s\n' "$*"; else "$@"; fi
@@ -59,16 +64,21 @@ case "$prefix" in /*) ;; *) refuse "--prefix must be an absolute path, got $pref
 
 check_host() {
     if [ "$dry_run" = 0 ] && [ "$(id -u)" != 0 ]; then refuse "run it as root (sudo), or with --dry-run to see what it does"; fi
-    command -v systemctl >/dev/null || refuse "systemctl not found: this host does not run systemd"
-    [ -d /run/systemd/system ] || refuse "systemd is not running on this host (no /run/systemd/system)"
+    command -v systemctl >/dev/null || lack "systemctl not found: this host does not run systemd"
+    [ -d /run/systemd/system ] || lack "systemd is not running on this host (no /run/systemd/system)"
+}
+
+check_python() {
+    [ -x "$python" ] || { lack "no Python at $python (say --python PATH)"; return 1; }
+    "$python" -c 'import sys; sys.exit(sys.version_info < (3, 6))' || { lack "$python is older than Python 3.6"; return 1; }
+    "$python" -c 'import venv, ensurepip' 2>/dev/null || \
+        lack "$python cannot make virtual environments: apt-get install python3-venv"
+    say "Python: $("$python" --version 2>&1) ($python)"
 }
 
 check_platform() {
-    [ -x "$python" ] || refuse "no Python at $python (say --python PATH)"
-    "$python" -c 'import sys; sys.exit(sys.version_info < (3, 6))' || refuse "$python is older than Python 3.6"
-    "$python" -c 'import venv, ensurepip' 2>/dev/null || \
-        refuse "$python cannot make virtual environments: apt-get install python3-venv"
-    say "Python: $("$python" --version 2>&1) ($python)"
+    python_ok=1
+    check_python || python_ok=0
     jetson=0
     if [ -r /etc/nv_tegra_release ]; then
         jetson=1
@@ -76,13 +86,13 @@ check_platform() {
         release=$(head -n 1 /etc/nv_tegra_release | sed -E 's/^# (R[0-9]+) \(release\), REVISION: ([0-9.]+).*/\1.\2/')
         say "Jetson: L4T $release ($(case "$release" in R32.*) echo "JetPack 4" ;; R35.*) echo "JetPack 5" ;;
                                    R36.*) echo "JetPack 6" ;; *) echo "JetPack of another release" ;; esac))"
-        if "$python" -c 'import tensorrt' 2>/dev/null; then
+        if [ "$python_ok" = 1 ] && "$python" -c 'import tensorrt' 2>/dev/null; then
             say "TensorRT $("$python" -c 'import tensorrt; print(tensorrt.__version__)') (JetPack's)"
         else
             echo "warning: TensorRT is not importable by $python: facewatch will run ONNX Runtime on the CPU" \
                  "(apt-get install python3-libnvinfer)" >&2
         fi
-        "$python" -c 'import pycuda' 2>/dev/null && say "pycuda: present" || \
+        [ "$python_ok" = 1 ] && "$python" -c 'import pycuda' 2>/dev/null && say "pycuda: present" || \
             echo "warning: pycuda is missing: pip builds it (needs the CUDA toolkit, nvcc on PATH)" >&2
         extra=jetson
     else
@@ -101,7 +111,7 @@ create_user() {
 
 install_package() {
     local venv=$prefix/venv pip_upgrade=pip
-    "$python" -c 'import sys; sys.exit(sys.version_info >= (3, 7))' && pip_upgrade='pip<22'
+    [ "$python_ok" = 1 ] && "$python" -c 'import sys; sys.exit(sys.version_info >= (3, 7))' && pip_upgrade='pip<22'
     run mkdir -p "$prefix"
     [ -x "$venv/bin/python" ] || run "$python" -m venv --system-site-packages "$venv"
     # shellcheck disable=SC2086  # pip_args are words on purpose
@@ -121,7 +131,7 @@ install_unit() {
         run install -m 0640 -o root -g facewatch "$source_dir/examples/facewatch.toml" "$config_dir/facewatch.toml"
     fi
     local dropin=$unit_dir/facewatch.service.d lines="" systemd_version
-    systemd_version=$(systemctl --version | head -n 1 | awk '{print $2}')
+    systemd_version=$( (systemctl --version 2>/dev/null || true) | head -n 1 | awk '{print $2}')
     for name in "${secrets[@]}"; do
         [ -f "$config_dir/$name" ] || continue
         if [ "${systemd_version:-0}" -ge 247 ] 2>/dev/null; then
@@ -169,11 +179,24 @@ uninstall_all() {
     fi
 }
 
-if [ "$uninstall" = 1 ]; then uninstall_all; exit 0; fi
+dry_run_end() {  # what a dry run showed, and what this host lacks for a real one
+    say "dry run: nothing was changed; the lines with + are what a real run (as root) does"
+    if [ "${#lacking[@]}" -gt 0 ]; then
+        echo "== this host lacks what a real run needs (it would stop with exit 2):"
+        printf '   - %s\n' "${lacking[@]}"
+    fi
+}
+
+if [ "$uninstall" = 1 ]; then
+    uninstall_all
+    if [ "$dry_run" = 1 ]; then dry_run_end; fi
+    exit 0
+fi
 check_host
 check_platform
 create_user
 install_package
 install_unit
 start_service
+if [ "$dry_run" = 1 ]; then dry_run_end; exit 0; fi
 say "done: $prefix/venv/bin/facewatch, unit $unit_dir/facewatch.service, configuration $config_dir/facewatch.toml"
