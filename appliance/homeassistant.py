@@ -7,6 +7,11 @@ follows `status`. Field names are those of Home Assistant's MQTT documentation
 (https://www.home-assistant.io/integrations/sensor.mqtt/, binary_sensor.mqtt/, camera.mqtt/ and
 https://www.home-assistant.io/integrations/mqtt/#discovery-messages). The topics announced are recorded in
 the state folder, so that turning discovery off removes exactly those.
+
+The record is a file someone else could have written (the state folder may be shared, restored from
+another device, or edited): it is read through untrusted.read_json_file, and only topics of exactly the
+shape this device announces (DISCOVERY_PREFIX/COMPONENT/<this node_id>/OBJECT/config) are ever emptied.
+Any other topic in it (another device's entities) is left alone, counted (`ignored`) and logged.
 """
 import hashlib
 import json
@@ -14,12 +19,15 @@ import logging
 import os
 import re
 
-from appliance import files
+from appliance import files, untrusted
 
 log = logging.getLogger(__name__)
 
 RECORD = "homeassistant.json"
-RECORD_MAX_BYTES = 1024 * 1024
+RECORD_MAX_BYTES = 64 * 1024     # ours lists ~10-30 config topics of ~100 bytes
+RECORD_MAX_DEPTH = 2             # a flat list of strings (one level to spare)
+COMPONENTS = ("sensor", "binary_sensor", "camera")
+OBJECT_ID = re.compile(r"^[a-zA-Z0-9_-]+$")   # what safe_id makes
 
 
 def valid_topic(topic):
@@ -87,6 +95,15 @@ def entities(topics, temperature_zones, has_power):
     return found
 
 
+def own_config_topic(topic, prefix, device):
+    """Whether `topic` is one this device announces: PREFIX/COMPONENT/<node_id(device)>/OBJECT/config."""
+    if not isinstance(topic, str) or not topic.startswith(prefix + "/") or not valid_topic(topic):
+        return False
+    parts = topic[len(prefix) + 1:].split("/")
+    return (len(parts) == 4 and parts[0] in COMPONENTS and parts[1] == node_id(device)
+            and OBJECT_ID.match(parts[2]) is not None and parts[3] == "config")
+
+
 def discovery_configs(settings, topics, version, temperature_zones=(), has_power=False):
     """{config topic: config document} of every entity."""
     node = node_id(topics.device)
@@ -112,6 +129,7 @@ class Discovery:
         self._publish = publish
         self.entities = 0
         self.error = None
+        self.ignored = 0
 
     def apply(self, host_sample):
         """On: announce every entity (retained). Off: remove what an earlier run announced."""
@@ -141,23 +159,35 @@ class Discovery:
         return 0
 
     def stats(self):
-        return {"discovery": self.settings.discovery, "entities": self.entities, "error": self.error}
+        return {"discovery": self.settings.discovery, "entities": self.entities, "ignored": self.ignored,
+                "error": self.error}
 
     def _announced(self):
-        """The config topics an earlier run announced: only those under the discovery prefix that are valid
-        topic names; a record that is missing, not a file, too large or garbled counts as none."""
+        """The config topics an earlier run of this device announced. Only topics of exactly the shape this
+        device announces count; any other (another device's, garbage) is ignored, counted and logged. A record
+        that is missing, not a file, too large, not a JSON list or garbled counts as none."""
         try:
-            topics = json.loads(files.read_text_file(self._record, RECORD_MAX_BYTES))
-        except (files.FileRefused, ValueError, RecursionError) as exc:
+            topics = untrusted.read_json_file(self._record, RECORD_MAX_BYTES, "the record " + self._record,
+                                              RECORD_MAX_DEPTH)
+            if not isinstance(topics, list):
+                raise untrusted.Refused("the record {} must be a JSON list, not {}".format(
+                    self._record, untrusted.kind(topics)))
+        except untrusted.Refused as exc:
             if os.path.lexists(self._record):
                 self.error = "the record {} is unreadable ({}); entities announced before it are not removed".format(
-                    self._record, exc)
+                    self._record, untrusted.shown(str(exc)))
                 log.warning("homeassistant: %s", self.error)
             return []
-        if not isinstance(topics, list):
-            return []
-        return [t for t in topics if isinstance(t, str) and t.startswith(self.settings.prefix + "/")
-                and valid_topic(t)]
+        own, others = [], []
+        for topic in topics:
+            (own if own_config_topic(topic, self.settings.prefix, self.topics.device) else others).append(topic)
+        self.ignored = len(others)
+        if others:
+            log.warning("homeassistant: the record %s lists %d topics that are not this device's (%s under %s/); "
+                        "left untouched: %s", self._record, len(others), node_id(self.topics.device),
+                        self.settings.prefix, ", ".join(untrusted.shown(t, 100) for t in others[:3]) +
+                        (", ..." if len(others) > 3 else ""))
+        return own
 
     def _remember(self, topics):
         try:

@@ -9,6 +9,7 @@ device classes and their units at https://www.home-assistant.io/integrations/sen
 import collections
 import json
 import re
+import time
 
 from appliance.homeassistant import discovery_configs, node_id
 from appliance.mqtt.topics import Topics
@@ -146,14 +147,75 @@ def test_a_garbled_record_or_a_fifo_in_its_place_counts_as_none_announced(tmp_pa
     from appliance.homeassistant import Discovery
     sent = []
     record = tmp_path / "homeassistant.json"
-    for content in ('["a/#", "", "homeassistant/sensor/x/y/config", "elsewhere/z"]', "[" * 100000, "\udcff"):
+    ours = "homeassistant/sensor/{}/fps/config".format(node_id("cam"))
+    for content in ('["a/#", "", "homeassistant/sensor/x/y/config", "elsewhere/z", "{}"]'.format(ours),
+                    "[" * 100000, "[" * 1000 + "]" * 1000, "\udcff", "\ufeff[]", '{"a": 1}', "[1e999]",
+                    "[" + "9" * 400 + "]", '["x", "x"' + ', "y"' * 20000 + "]"):
         record.write_text(content, errors="surrogateescape")
         discovery = Discovery(Settings(False, "homeassistant"), Topics("facewatch", "cam"), "1.0", str(tmp_path),
                               lambda topic, payload: sent.append(topic))
         discovery.apply({})
-    assert sent == ["homeassistant/sensor/x/y/config"]   # only what is under the prefix and a valid topic
+    assert sent == [ours]   # only this device's: the exact shape it announces, under the prefix
     os.remove(str(record))
     os.mkfifo(str(record))
     discovery = Discovery(Settings(False, "homeassistant"), Topics("facewatch", "cam"), "1.0", str(tmp_path),
                           lambda topic, payload: sent.append(topic))
     assert discovery.apply({}) == 0 and "unreadable" in discovery.stats()["error"]
+
+
+def test_only_this_devices_topics_are_cleared_whatever_the_record_lists(mosquitto, tmp_path):
+    """A record listing another device's config topics (a state folder copied from it, or written by anyone)
+    must not delete that device's entities: only topics of the shape this device announces are emptied."""
+    import paho.mqtt.client as paho
+    from appliance.homeassistant import RECORD, Discovery, own_config_topic
+    ours = configs(device="cam")
+    theirs = configs(device="other")
+    lookalikes = ["homeassistant/sensor/{}/fps/x/config".format(node_id("cam")),      # one level too many
+                  "homeassistant/light/{}/fps/config".format(node_id("cam")),         # not a component of ours
+                  "homeassistant/sensor/{}/f.s/config".format(node_id("cam")),        # not an object id of ours
+                  "homeassistant/sensor/{}/fps/state".format(node_id("cam")),
+                  "homeassistant/sensor/{}_x/fps/config".format(node_id("cam")),
+                  "elsewhere/sensor/{}/fps/config".format(node_id("cam"))]
+    kwargs = {"callback_api_version": paho.CallbackAPIVersion.VERSION2} if hasattr(paho, "CallbackAPIVersion") else {}
+    client = paho.Client(**kwargs)
+    client.connect("127.0.0.1", mosquitto.port)
+    client.loop_start()
+
+    def publish(topic, payload):
+        client.publish(topic, payload, qos=1, retain=True).wait_for_publish(10)
+    try:
+        for topic in list(ours) + list(theirs) + lookalikes:
+            publish(topic, b'{"name": "x"}')
+        state = tmp_path / "state"
+        state.mkdir()
+        (state / RECORD).write_text(json.dumps(sorted(theirs) + lookalikes + sorted(ours) + [7, None, ["x"]]))
+        discovery = Discovery(Settings(False, "homeassistant"), Topics("facewatch", "cam"), "1.0", str(state), publish)
+        assert discovery.apply({}) == 0
+        retained = Recorder(mosquitto.port, "#")
+        retained.subscribed.wait(10)
+        time.sleep(1.0)
+        assert {topic for topic, _, _ in retained.raw} == set(theirs) | set(lookalikes)   # ours emptied only
+        retained.close()
+        assert discovery.stats()["ignored"] == len(theirs) + len(lookalikes) + 3
+        assert not (state / RECORD).exists()
+        assert all(own_config_topic(t, "homeassistant", "cam") for t in ours)
+        assert not any(own_config_topic(t, "homeassistant", "cam") for t in list(theirs) + lookalikes)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def test_turning_discovery_on_again_leaves_another_devices_topics_alone_too(tmp_path):
+    """On: entities this host no longer has are emptied, but only among this device's own topics."""
+    from appliance.homeassistant import RECORD, Discovery
+    theirs = sorted(configs(device="other"))
+    gone = "homeassistant/sensor/{}/temperature_old/config".format(node_id("cam"))
+    (tmp_path / RECORD).write_text(json.dumps(theirs + [gone]))
+    sent = []
+    discovery = Discovery(Settings(True, "homeassistant"), Topics("facewatch", "cam"), "1.0", str(tmp_path),
+                          lambda topic, payload: sent.append((topic, payload)))
+    discovery.apply({"temperatures": {}})
+    assert [topic for topic, payload in sent if not payload] == [gone]
+    assert not set(theirs) & {topic for topic, _ in sent}
+    assert discovery.stats()["ignored"] == len(theirs)
+    assert not set(theirs) & set(json.loads((tmp_path / RECORD).read_text()))

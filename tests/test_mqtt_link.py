@@ -88,14 +88,18 @@ def test_an_unreachable_broker_is_reported_at_once_and_at_every_retry(daemon_fac
     assert daemon.process.poll() is None
 
 
-def test_a_second_daemon_with_the_same_device_id_is_reported(mosquitto, daemon_factory, clip):
+def test_a_second_daemon_with_the_same_device_id_is_reported_and_the_later_one_backs_off(mosquitto, daemon_factory,
+                                                                                         clip):
     first = daemon_factory(mosquitto.port, {"source": clip[0], "loop": True}, name="first")
     second = daemon_factory(mosquitto.port, {"source": clip[0], "loop": True}, name="second")
-    wait_until(lambda: "another facewatch publishes as device_id 'testcam'" in first.output() + second.output(), 90,
-               message="the duplicate to be reported")
-    report = [line for line in (first.output() + second.output()).splitlines() if "another facewatch" in line][0]
-    assert "the process {} on host".format(first.process.pid) in report or \
-        "the process {} on host".format(second.process.pid) in report, report
+    wait_until(lambda: "This one backs off" in first.output() + second.output(), 90,
+               message="the duplicate to be reported, and one to back off")
+    # which one started first is when each opened its link (after loading the model), not the order above
+    later, earlier = (first, second) if "This one backs off" in first.output() else (second, first)
+    report = [line for line in later.output().splitlines() if "This one backs off" in line][0]
+    assert "another facewatch publishes as device_id 'testcam': the process {} on host".format(
+        earlier.process.pid) in report, report
+    assert "This one backs off" not in earlier.output()
     assert first.process.poll() is None and second.process.poll() is None
 
 

@@ -7,10 +7,18 @@ threads only append to our own bounded outbox. That thread:
 - publishes `online` (retained) and re-publishes retained state and re-subscribes on every connect; the
   last will is a retained `offline`;
 - stops retrying once the broker rejects the credentials, and says so (log, STATUS=, telemetry);
-- publishes a retained `instance` record (a random id, host, pid) and reads it back on every reconnect:
-  a record not its own, which appeared after its own was acknowledged, proves that a second facewatch
-  publishes with the same device_id (each takes the connection from the other); that is reported
-  plainly, naming the other's host and pid;
+- publishes a retained `instance` record (a random id, host, pid, start time) and reads it back on every
+  reconnect: a record not its own, which appeared after its own was acknowledged, proves that a second
+  facewatch publishes with the same device_id (each takes the connection from the other). That is reported
+  plainly, naming the other's host and pid, and the one that started later backs off: it leaves the
+  connection, publishes nothing (dropped, counted `second_instance`), and tries again quietly after
+  SECOND_INSTANCE_BACKOFF s (doubling to SECOND_INSTANCE_BACKOFF_MAX) while the earlier one keeps running;
+- reads its own `status` topic: a message there that is not its `online` (someone else's retained
+  `offline`) is answered with `online` again (retained), at most once every CORRECTION_INTERVAL s;
+- treats the broker as hostile ground: on MQTT 5 it asks the broker not to send packets larger than
+  MAX_INCOMING_PACKET (paho would hold a whole 256 MB payload in memory before any check of ours); the
+  instance record is read through untrusted.load_json with a small bound and every field checked, and a bad
+  one is counted (`instance_rejected`) and answered with ours, never a dead thread;
 - reports a connection the broker closes before answering CONNECT, and (MQTT 5, paho 2) messages the
   broker refuses (an ACL), which are counted as dropped, not as published.
 
@@ -20,8 +28,8 @@ connection broke. A QoS 1 message published while the link is down waits (bounde
 after the reconnect; paho re-sends any QoS 1 message the broker had not acknowledged.
 """
 import collections
-import json
 import logging
+import math
 import os
 import select
 import socket
@@ -32,7 +40,7 @@ import uuid
 
 import paho.mqtt.client as paho
 
-from appliance import __version__
+from appliance import __version__, untrusted
 from appliance.mqtt import topics as contract
 
 log = logging.getLogger(__name__)
@@ -45,9 +53,28 @@ TICK = 1.0                  # loop_misc (keepalive) at least this often
 CONNACK_TIMEOUT = 10.0      # a broker that accepts TCP but never answers CONNECT
 STABLE_CONNECTION = 10.0    # backoff restarts only after a connection lasted this long
 STOP_FLUSH_TIMEOUT = 3.0
+# The largest MQTT packet the broker may send us, asked for in CONNECT (MQTT 5 Maximum Packet Size; a broker
+# drops a larger message for this client, mosquitto logging "Dropping too large outgoing PUBLISH"). What
+# facewatch must receive: a command (its payload at most 4,096 bytes, envelope.MAX_PAYLOAD_BYTES, plus its
+# topic and MQTT 5 properties such as correlation data and a response topic), its own status and its instance
+# record (a few hundred bytes): 64 KiB is all of that many times over. Without it paho reads a whole
+# payload (mosquitto allows 256 MB) into memory before any check of ours sees it. MQTT 3.1.1 has no such
+# property: there the broker must be configured with a limit (mosquitto: max_packet_size).
+MAX_INCOMING_PACKET = 64 * 1024
+INSTANCE_RECORD_MAX_BYTES = 1024    # ours is ~150 bytes: {"v", "instance", "host", "pid", "started", "version"}
+INSTANCE_RECORD_MAX_DEPTH = 2       # a flat object (one level to spare)
+MAX_START_TIME = 1e11               # UNIX seconds (year 5138), as envelope.MAX_TS
+MAX_PID = 2 ** 31
+CORRECTION_INTERVAL = 5.0           # our status or instance record restored at most this often (two such
+                                    # clients fighting over a topic make 2 messages per interval, not a storm)
+REJECTION_LOG_INTERVAL = 60.0       # a flood of bad records or foreign statuses: one log line a minute
+SECOND_INSTANCE_BACKOFF = 60.0      # the later of two facewatch with one device_id stays out this long...
+SECOND_INSTANCE_BACKOFF_MAX = 960.0  # ...doubling at each try that finds the other still there, to this
+PROBE_WINDOW = 5.0                  # a try after backing off: a connection the other does not take back within
+                                    # this long (it reconnects at once) means the other is gone
 # Why a message was dropped (telemetry mqtt.dropped_by_cause).
-DISCONNECTED, QUEUE_FULL, CONNECTION_LOST, REFUSED_BY_CLIENT, REFUSED_BY_BROKER = (
-    "disconnected", "queue_full", "connection_lost", "refused_by_client", "refused_by_broker")
+DISCONNECTED, QUEUE_FULL, CONNECTION_LOST, REFUSED_BY_CLIENT, REFUSED_BY_BROKER, SECOND_INSTANCE = (
+    "disconnected", "queue_full", "connection_lost", "refused_by_client", "refused_by_broker", "second_instance")
 
 
 def make_paho_client(client_id, protocol="3.1.1"):
@@ -58,6 +85,17 @@ def make_paho_client(client_id, protocol="3.1.1"):
     if PAHO_2:
         kwargs["callback_api_version"] = paho.CallbackAPIVersion.VERSION2
     return paho.Client(**kwargs)
+
+
+def connect_properties(protocol):
+    """CONNECT properties for `protocol`: on MQTT 5, Maximum Packet Size MAX_INCOMING_PACKET; None on 3.1.1."""
+    if protocol != "5":
+        return None
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+    properties = Properties(PacketTypes.CONNECT)
+    properties.MaximumPacketSize = MAX_INCOMING_PACKET
+    return properties
 
 
 def reason_value(reason):
@@ -72,6 +110,7 @@ class MqttLink:
     def __init__(self, settings, topics, password=None, on_state=None):
         self.settings = settings
         self.topics = topics
+        self._password = password
         self._on_command = None
         self._subscribe_wanted = False
         self._on_state = on_state or (lambda: None)
@@ -85,7 +124,8 @@ class MqttLink:
             os.set_blocking(fd, False)
         self._stopping = threading.Event()
         self._final_status = contract.STOPPED
-        self.connected = threading.Event()
+        self.connected = threading.Event()   # connected, and publishing as this device
+        self._session = False                # the broker accepted CONNECT on the connection now open
         self.connects = 0
         self.published = 0
         self.dropped = collections.Counter()
@@ -100,21 +140,39 @@ class MqttLink:
         self._instance_mid = None
         self._instance_acknowledged = False   # our record is retained at the broker
         self._instance_armed = False          # ...and was before this connection: a foreign one is now evidence
+        self.status_corrected = 0
+        self.instance_corrected = 0
+        self.instance_rejected = 0
+        self._corrected_at = {}               # topic -> when ours was last published again there
+        self._correction_due = set()          # topics to correct once CORRECTION_INTERVAL has passed
+        self._logged_at = {}                  # what -> when a rate-limited line was last logged
+        self._backing_off = False             # a facewatch that started earlier has this device_id: stay out
+        self._backoff_delay = SECOND_INSTANCE_BACKOFF
+        self._other = None                    # the earlier instance's record
+        self._leave = False                   # leave the connection now (backing off)
+        self._leaving = False                 # ...and the DISCONNECT that follows is ours
+        self._probing = False                 # a quiet try after backing off: publish nothing yet
+        self._resuming = False                # ...that held: connect again at once, as this device
+        self._probe_started = None
         self._client = self._make_client(password)
 
-    def _make_client(self, password):
+    def _make_client(self, password, quiet=False):
+        """The paho client; `quiet` (a try after backing off) without the last will: the retained status is
+        the other instance's, and a takeover of this try must not publish `offline` for it."""
         client = make_paho_client("facewatch-" + self.topics.device, self.settings.protocol)
         if self.settings.username:
             client.username_pw_set(self.settings.username, password.decode("utf-8") if password else None)
         if self.settings.tls_ca or self.settings.tls_cert:
             client.tls_set(ca_certs=self.settings.tls_ca or None, certfile=self.settings.tls_cert or None,
                            keyfile=self.settings.tls_key or None, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        client.will_set(self.topics.status, contract.OFFLINE, qos=1, retain=True)
+        if not quiet:
+            client.will_set(self.topics.status, contract.OFFLINE, qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
-        client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive)
+        client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive,
+                             properties=connect_properties(self.settings.protocol))
         return client
 
     # --- any thread ----------------------------------------------------------------------------------
@@ -138,6 +196,9 @@ class MqttLink:
         with self._lock:
             if retain:
                 self._retained[topic] = (data, qos)
+            if self._backing_off:
+                self.dropped[SECOND_INSTANCE] += 1
+                return False
             if qos == 0 and not self.connected.is_set():
                 self.dropped[DISCONNECTED] += 1
                 return False
@@ -160,9 +221,10 @@ class MqttLink:
     def problem(self):
         """What is wrong with the link, in words, or '' when all is well.
 
-        A second instance's report outlives the connections in between, until one lasts STABLE_CONNECTION.
+        A second instance's report outlives the connections in between, until one lasts STABLE_CONNECTION;
+        backing off for an earlier one, it stays until this one publishes again.
         """
-        if self._takeover and self.connected.is_set() and self._connected_at and \
+        if self._takeover and not self._backing_off and self.connected.is_set() and self._connected_at and \
                 time.monotonic() - self._connected_at >= STABLE_CONNECTION:
             self._takeover = ""
         if self._takeover:
@@ -177,6 +239,8 @@ class MqttLink:
                     "reconnects": max(0, self.connects - 1), "published": self.published,
                     "dropped": sum(self.dropped.values()), "dropped_by_cause": dict(self.dropped),
                     "queue": len(self._outbox) + len(self._pending), "queue_size": self.settings.queue_size,
+                    "status_corrected": self.status_corrected, "instance_corrected": self.instance_corrected,
+                    "instance_rejected": self.instance_rejected, "backing_off": self._backing_off,
                     "error": self.problem()}
 
     def _wake(self):
@@ -195,12 +259,22 @@ class MqttLink:
             if self.rejected_credentials:
                 self._wait(None)
                 continue
+            if self._backing_off and not self._probing:
+                self._wait(self._backoff_delay)
+                self._probing = True
+                self._client = self._make_client(self._password, quiet=True)
+                continue
             if not self._connect(delay):
                 self._wait(delay)
                 delay = min(delay * 2, self.settings.reconnect_max)
                 continue
             self._serve_connection()
-            if self._connected_at and time.monotonic() - self._connected_at >= STABLE_CONNECTION:
+            if self._resuming:   # a quiet try held: connect again at once, as this device
+                self._resuming = False
+                delay = self.settings.reconnect_min
+            elif self._backing_off and not self._probing:   # the next try waits the back-off delay
+                delay = self.settings.reconnect_min
+            elif self._connected_at and time.monotonic() - self._connected_at >= STABLE_CONNECTION:
                 delay = self.settings.reconnect_min
             elif not self._stopping.is_set():
                 self._wait(delay)
@@ -210,6 +284,7 @@ class MqttLink:
     def _connect(self, delay):
         """Open the TCP (and TLS) connection and send CONNECT; False, logged with the cause, if it fails."""
         self._connected_at = None
+        self._session = False
         self._attempt_reported = False
         try:
             self._client.reconnect()
@@ -221,21 +296,28 @@ class MqttLink:
             return False
 
     def _serve_connection(self):
-        """Run the open connection until it ends or facewatch stops."""
+        """Run the open connection until it ends, facewatch stops, or this one backs off."""
         sent_at = time.monotonic()
         while not self._stopping.is_set():
+            if self._leave:
+                self._leave_connection()
+                return
             sock = self._client.socket()
             if sock is None:
                 return
-            if not self.connected.is_set() and time.monotonic() - sent_at > CONNACK_TIMEOUT:
+            if not self._session and time.monotonic() - sent_at > CONNACK_TIMEOUT:
                 self._set_problem("{}:{} accepted the connection but did not answer CONNECT within {:.0f} s".format(
                     self.settings.host, self.settings.port, CONNACK_TIMEOUT))
                 log.warning("mqtt: %s", self._problem)
                 self._client.disconnect()
                 return
+            if self._probing and self._session and time.monotonic() - self._probe_started >= PROBE_WINDOW:
+                self._resume()
+                continue
             if self.connected.is_set():
                 if self._subscribe_wanted:
                     self._subscribe_commands(self._client)
+                self._correct_when_due()
                 self._drain_outbox()
             self._pump(sock, TICK)
 
@@ -307,6 +389,71 @@ class MqttLink:
         if self._client.socket() is not None:
             self._client.loop_write()
 
+    # --- a second instance with this device_id ------------------------------------------------------------
+
+    def _back_off(self, other):
+        """An instance that started before this one publishes as this device: leave the connection with a clean
+        DISCONNECT (no will: the status is the other's), drop what waits, publish nothing, try again later."""
+        self._other = other
+        first = not self._backing_off
+        with self._lock:
+            self._backing_off = True
+            lost = len(self._outbox) + len(self._pending)
+            self._outbox.clear()
+            self._pending.clear()
+            if lost:
+                self.dropped[SECOND_INSTANCE] += lost
+        self._instance_acknowledged = False   # after this, the retained record is the other's, not ours
+        self._correction_due.clear()
+        self.connected.clear()
+        self._leave = True
+        self._takeover = self._backoff_text()
+        self._set_problem(self._takeover)
+        if first:
+            log.error("mqtt: %s", self._takeover)
+
+    def _backoff_text(self):
+        return ("another facewatch publishes as device_id {!r}: {}, which started before this one. This one backs "
+                "off: it publishes nothing and tries again in {:.0f} s. Give each device its own "
+                "mqtt.device_id".format(self.topics.device, describe_instance(self._other), self._backoff_delay))
+
+    def _leave_connection(self):
+        """A clean DISCONNECT, and a new paho client: the old one would send its unacknowledged messages again."""
+        self._leave = False
+        self._leaving = True
+        try:
+            self._client.disconnect()
+            if self._client.socket() is not None:
+                self._client.loop_write()
+        finally:
+            self._leaving = False
+        self._session = False
+        self._client = self._make_client(self._password)
+
+    def _still_there(self, reason):
+        """A quiet try was taken over: the earlier instance is still running. Stay out twice as long."""
+        self._probing = False
+        self._backoff_delay = min(self._backoff_delay * 2, SECOND_INSTANCE_BACKOFF_MAX)
+        self._takeover = self._backoff_text()
+        self._set_problem(self._takeover)
+        log.info("mqtt: the other facewatch with device_id %r took the connection back (%s); trying again in %.0f s",
+                 self.topics.device, reason, self._backoff_delay)
+        self._leave = True   # a new paho client, nothing of this connection kept
+
+    def _resume(self):
+        """A quiet try held PROBE_WINDOW s: the other instance is gone. Leave it, and connect again at once with
+        the last will, as this device."""
+        log.warning("mqtt: no other facewatch took the connection within %.0f s; publishing as device_id %r again",
+                    PROBE_WINDOW, self.topics.device)
+        self._probing = False
+        self._backoff_delay = SECOND_INSTANCE_BACKOFF
+        self._takeover = ""
+        self._set_problem("connecting to {}:{}".format(self.settings.host, self.settings.port))
+        with self._lock:
+            self._backing_off = False
+        self._resuming = True
+        self._leave = True
+
     # --- paho callbacks (on the network thread) ------------------------------------------------------------
 
     def _on_connect(self, client, userdata, flags, reason, properties=None):
@@ -314,6 +461,18 @@ class MqttLink:
         if code != 0:
             self._refused(client, code, reason)
             return
+        self._session = True
+        if self._probing:   # the record names the other in the log; it is not evidence (it may be a dead one's)
+            self._probe_started = time.monotonic()
+            client.subscribe(self.topics.instance, qos=1)
+            log.info("mqtt: connected to %s:%s quietly, to see whether the other facewatch is still there",
+                     self.settings.host, self.settings.port)
+            return
+        self._announce(client)
+
+    def _announce(self, client):
+        """What every connect publishes as this device: the instance record, `online`, the retained state; then
+        the subscriptions (our status only after `online`, so that what it holds then is ours)."""
         self.connects += 1
         self._connected_at = time.monotonic()
         self._instance_armed, self._instance_acknowledged = self._instance_acknowledged, False
@@ -326,6 +485,7 @@ class MqttLink:
         for topic, (data, qos) in retained:
             if topic != self.topics.status:
                 self._send(OutgoingMessage(topic, data, qos, True, None))
+        client.subscribe(self.topics.status, qos=1)
         if self._on_command:
             self._subscribe_commands(client)
         self.connected.set()
@@ -349,9 +509,16 @@ class MqttLink:
     def _on_disconnect(self, client, userdata, *args):
         reason = args[1] if PAHO_2 else args[0]
         was_connected = self.connected.is_set()
+        was_probing = self._probing and self._session
         self.connected.clear()
+        self._session = False
         self._forget_unsent_qos0()
-        if self._stopping.is_set():
+        if self._stopping.is_set() or self._leaving:
+            return
+        if was_probing:
+            self._still_there(reason)
+            return
+        if self._backing_off:
             return
         if not was_connected:
             if not self._attempt_reported:
@@ -410,18 +577,86 @@ class MqttLink:
             log.error("mqtt: %s", text)
             self._on_state()
 
-    def _check_instance(self, payload):
-        """A record not ours, present since ours was acknowledged: another live process publishes as us."""
+    def _check_instance(self, message):
+        """The record on our instance topic. Retained when we (re)subscribed, not ours, and ours had been
+        acknowledged before: another live process publishes as us (it can only have written it by taking the
+        connection from us); the one that started later backs off. Published while we hold the connection (not
+        retained), it cannot be such a twin: someone else writes on our topic, and ours is restored."""
         try:
-            other = json.loads(payload.decode("utf-8"))
-        except ValueError:
+            other = instance_record(message.payload)
+        except untrusted.Refused as exc:
+            with self._lock:
+                self.instance_rejected += 1
+            self._log_limited("instance", "mqtt: ignored a record on %s: %s (%d so far)", self.topics.instance,
+                              untrusted.shown(str(exc)), self.instance_rejected)
+            if not message.retain and self.connected.is_set():
+                self._correct(self.topics.instance)
             return
-        if not isinstance(other, dict) or other.get("instance") in (None, self._instance["instance"]):
+        if other["instance"] == self._instance["instance"]:
+            self._correction_due.discard(self.topics.instance)
             return
-        if self._instance_armed:
-            self._second_instance("the process {} on host {} (started {}, facewatch {})".format(
-                shown(other.get("pid")), shown(other.get("host")), local_time(other.get("started")),
-                shown(other.get("version"))))
+        if self._probing:
+            self._other = other
+            return
+        if not self.connected.is_set():
+            return
+        if message.retain:
+            if not self._instance_armed:   # a previous run's, or ours not yet acknowledged: ours replaces it
+                return
+            if (other["started"], other["instance"]) < (self._instance["started"], self._instance["instance"]):
+                self._back_off(other)
+            else:
+                self._second_instance("{}, which started after this one and backs off".format(
+                    describe_instance(other)))
+            return
+        self._log_limited("instance", "mqtt: another client published a record on %s as %s; publishing ours again",
+                          self.topics.instance, describe_instance(other))
+        self._correct(self.topics.instance)
+
+    def _check_status(self, payload):
+        """Our status topic says something other than `online` (someone else's retained `offline`): say it again."""
+        if not self.connected.is_set() or self._stopping.is_set():
+            return
+        if bytes(payload) == contract.ONLINE.encode("ascii"):
+            self._correction_due.discard(self.topics.status)
+            return
+        self._log_limited("status", "mqtt: another client published %s on %s; publishing %r again",
+                          untrusted.shown(bytes(payload[:64]).decode("utf-8", "replace"), 64) if payload else "nothing",
+                          self.topics.status, contract.ONLINE)
+        self._correct(self.topics.status)
+
+    def _correct(self, topic):
+        """Publish ours again on `topic` (retained, QoS 1), at most once per CORRECTION_INTERVAL; one asked for
+        sooner goes out when the interval ends (unless ours came back meanwhile)."""
+        now = time.monotonic()
+        last = self._corrected_at.get(topic)
+        if last is not None and now - last < CORRECTION_INTERVAL:
+            self._correction_due.add(topic)
+            return
+        self._corrected_at[topic] = now
+        self._correction_due.discard(topic)
+        if topic == self.topics.status:
+            data = contract.ONLINE
+            with self._lock:
+                self.status_corrected += 1
+        else:
+            data = contract.encode(self._instance)
+            with self._lock:
+                self.instance_corrected += 1
+        self._send(OutgoingMessage(topic, data, 1, True, None))
+
+    def _correct_when_due(self):
+        for topic in list(self._correction_due):
+            if time.monotonic() - self._corrected_at.get(topic, 0.0) >= CORRECTION_INTERVAL:
+                self._correct(topic)
+
+    def _log_limited(self, what, text, *args):
+        """A warning about another client's messages: the first, then at most one per REJECTION_LOG_INTERVAL."""
+        now = time.monotonic()
+        last = self._logged_at.get(what)
+        if last is None or now - last >= REJECTION_LOG_INTERVAL:
+            self._logged_at[what] = now
+            log.warning(text, *args)
 
     def _subscribe_commands(self, client):
         self._subscribe_wanted = False
@@ -429,7 +664,12 @@ class MqttLink:
 
     def _on_message(self, client, userdata, message):
         if message.topic == self.topics.instance:
-            self._check_instance(message.payload)
+            self._check_instance(message)
+            return
+        if message.topic == self.topics.status:
+            self._check_status(message.payload)
+            return
+        if not self.connected.is_set():   # a quiet try is subscribed to nothing else; nothing arrives late
             return
         target = self.topics.command_target(message.topic)
         if target is not None and self._on_command:
@@ -440,15 +680,35 @@ class MqttLink:
         self._on_state()
 
 
-def shown(value, limit=64):
-    """Another client's field in a message of ours: short and printable."""
-    text = str(value)
-    return text if len(text) <= limit and text.isprintable() else ascii(text[:limit])
+def instance_record(payload):
+    """The fields of an instance record (another process's, perhaps anyone's), checked; Refused if it is not one."""
+    record = untrusted.expect_object(untrusted.load_json(payload, INSTANCE_RECORD_MAX_BYTES, "the record",
+                                                         INSTANCE_RECORD_MAX_DEPTH), "the record")
+    pid = untrusted.number(record.get("pid"), "pid", 0, MAX_PID)
+    if not isinstance(pid, int):
+        raise untrusted.Refused("pid must be an integer")
+    return {"instance": untrusted.text(record.get("instance"), "instance", 64),
+            "host": untrusted.text(record.get("host"), "host", 255),
+            "pid": pid,
+            "started": untrusted.number(record.get("started"), "started", 0, MAX_START_TIME),
+            "version": untrusted.optional(untrusted.text, record.get("version"), "version", 64)}
+
+
+def describe_instance(record):
+    """A checked instance record, as a person reads it."""
+    return "the process {} on host {} (started {}, facewatch {})".format(
+        record["pid"], untrusted.shown(record["host"], 64), local_time(record["started"]),
+        untrusted.shown(record["version"], 64) if record["version"] is not None else "of an unknown version")
 
 
 def local_time(seconds):
+    """A UNIX time as local time; any other value (a string, a bool, NaN, 10**400) as 'at an unknown time'."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        return "at an unknown time"
     try:
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(seconds)))
+        if not math.isfinite(seconds):
+            return "at an unknown time"
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
     except (TypeError, ValueError, OverflowError, OSError):
         return "at an unknown time"
 
