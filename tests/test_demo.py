@@ -3,6 +3,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import cv2
 import pytest
@@ -135,3 +136,26 @@ def test_a_killed_demo_leaves_no_broker_running(tmp_path):
     process.wait()
     process.stdout.close()
     wait_until(lambda: refuses(port), 10, message="the orphaned mosquitto to end")
+
+
+def test_demo_on_the_users_broker_removes_the_retained_messages_it_left_and_says_so(tmp_path, mosquitto):
+    from brokers import Recorder
+    during = Recorder(mosquitto.port, "facewatch/demo/#")
+    wait_until(during.subscribed.is_set, 10, message="the subscription")
+    out = tmp_path / "d.jpg"
+    result = run_cli("demo", "--broker", "127.0.0.1:{}".format(mosquitto.port), "--out", out,
+                     "--cache-dir", tmp_path / "engines", cwd=str(tmp_path), timeout=300)
+    during.close()
+    assert result.returncode == 0, result.stderr
+    assert_a_full_run(result, out)
+    left = ["facewatch/demo/{}".format(name) for name in ("status", "engine", "snapshot", "instance")]
+    assert all(during.raw_on(topic) for topic in left), [t for t in left if not during.raw_on(t)]
+    assert "facewatch demo: removed the retained messages it left on 127.0.0.1:{} ({})".format(
+        mosquitto.port, ", ".join(left)) in result.stdout
+    late = Recorder(mosquitto.port, "facewatch/demo/#")
+    try:
+        wait_until(late.subscribed.is_set, 10, message="the late subscription")
+        time.sleep(1.0)   # retained messages come right after the subscription is granted
+        assert [(topic, len(payload)) for topic, payload, retained in late.raw if retained and payload] == []
+    finally:
+        late.close()

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import threading
+import time
 
 from appliance import untrusted
 from appliance.commands import arguments
@@ -76,6 +77,8 @@ def run(args):
             watcher.close()
         if broker:
             broker.stop()
+    if args.broker:
+        print(clear_retained(config.mqtt.prefix, host, int(port)))
     summarise(best, watcher, os.path.join(clip_dir, "clip.json"))
     if best.result is not None:
         write_image(args.out, annotate(best.result.frame.image, best.result.detections))
@@ -87,6 +90,38 @@ def run(args):
         raise FacewatchError("{} frames were processed but no detections message came back through the broker "
                              "at {}:{}".format(len(best.boxes_by_frame), host, port))
     return 0
+
+
+CLEAR_TIMEOUT = 10.0   # seconds for the broker to take the empty retained messages
+
+
+def clear_retained(prefix, host, port):
+    """Empty retained messages (MQTT: they delete the retained ones) on every topic the demo's daemon left
+    retained on a broker of the user's (status, engine, snapshot: a JPEG of ~50 KB, instance); the line
+    that says so, or why it could not."""
+    from appliance.mqtt.link import make_paho_client
+    from appliance.mqtt.topics import Topics
+    topics = Topics(prefix, DEMO_DEVICE)
+    retained = [topics.status, topics.engine, topics.snapshot, topics.instance]
+    client = make_paho_client("facewatch-demo-clear-" + os.urandom(6).hex())
+    try:
+        client.connect(host, port, 30)
+        client.loop_start()
+        sent = [client.publish(topic, b"", qos=1, retain=True) for topic in retained]
+        deadline = time.monotonic() + CLEAR_TIMEOUT
+        for info in sent:
+            info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+        if not all(info.is_published() for info in sent):
+            raise OSError("the broker did not confirm them within {:.0f} s".format(CLEAR_TIMEOUT))
+    except (OSError, ValueError, RuntimeError) as exc:
+        return "facewatch demo: could not remove the retained messages it left on {}:{} ({}): {}; remove them " \
+               "with: mosquitto_pub -h {} -p {} -r -n -t TOPIC".format(host, port, ", ".join(retained), exc, host,
+                                                                     port)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return "facewatch demo: removed the retained messages it left on {}:{} ({})".format(
+        host, port, ", ".join(retained))
 
 
 class BestFrame:
