@@ -15,7 +15,7 @@ from appliance.camera import CONNECTING, ENDED, FAILED, RECONNECTING, STALLED, S
 from appliance.host import PsutilHost
 from appliance.mqtt import topics as contract
 from appliance.mqtt.link import (CONNECTION_LOST, DISCONNECTED, QUEUE_FULL, REFUSED_BY_BROKER, REFUSED_BY_CLIENT,
-                                 MqttLink)
+                                 SECOND_INSTANCE, MqttLink)
 from appliance.pipeline import STAGES, Pipeline
 from appliance.remote.dispatcher import Dispatcher
 from appliance.remote.replay import ReplayGuard
@@ -125,7 +125,8 @@ def test_every_telemetry_field_is_documented(doc, clip, tmp_path):
     fields = set(payload) | set(payload["camera"]) | set(payload["mqtt"]) | set(payload["host"]) | set(payload["fps"])
     fields |= set(payload["commands"])
     fields |= set(payload["dropped_frames"]) | set(payload["engine"]) | {"p50", "p90", "p95", "p99", "max", "n"}
-    fields |= set(STAGES) | {DISCONNECTED, QUEUE_FULL, CONNECTION_LOST, REFUSED_BY_CLIENT, REFUSED_BY_BROKER}
+    fields |= set(STAGES) | {DISCONNECTED, QUEUE_FULL, CONNECTION_LOST, REFUSED_BY_CLIENT, REFUSED_BY_BROKER,
+                                 SECOND_INSTANCE}
     for field in sorted(fields):
         assert "`{}`".format(field) in text, field
     for state in CAMERA_STATES:

@@ -241,7 +241,7 @@ class MqttLink:
                     "queue": len(self._outbox) + len(self._pending), "queue_size": self.settings.queue_size,
                     "status_corrected": self.status_corrected, "instance_corrected": self.instance_corrected,
                     "instance_rejected": self.instance_rejected, "backing_off": self._backing_off,
-                    "error": self.problem()}
+                    "error": self.problem() or None}
 
     def _wake(self):
         try:
