@@ -98,11 +98,60 @@ def backend(config):
         capabilities = chosen.capabilities(load_model())
     except FacewatchError as exc:
         return [finding("backend", FAIL, str(exc), "set engine.backend to one installed here")]
-    return [finding("backend", OK, "{} {}".format(name, chosen.version())),
-            finding("fast int8", OK if capabilities.fast_int8 else WARN,
-                    "yes" if capabilities.fast_int8 else "no: {} builds FP16 or FP32".format(name),
-                    "" if capabilities.fast_int8 else "INT8 needs a GPU (or CPU) with fast integer math"),
-            finding("fast fp16", OK, "yes" if capabilities.fast_fp16 else "no")]
+    found = [finding("backend", OK, "{} {}".format(name, chosen.version()))]
+    if not chosen.measure_candidates:   # the platform's own flags decide (TensorRT's builder reports them)
+        found += [finding("fast int8", OK if capabilities.fast_int8 else WARN,
+                          "yes" if capabilities.fast_int8 else "no: {} builds FP16 or FP32".format(name),
+                          "" if capabilities.fast_int8 else "INT8 needs a GPU with fast integer math"),
+                  finding("fast fp16", OK, "yes" if capabilities.fast_fp16 else "no")]
+    return found + [finding("precision", OK, auto_precision(config, name, chosen, capabilities))]
+
+
+def auto_precision(config, name, chosen, capabilities):
+    """What engine.precision = auto chooses here and why: by measuring (no benchmark here: the figures of the
+    last measurement in the engine cache), or by the platform's flags."""
+    from appliance.engine import policy
+    candidates = policy.buildable(capabilities)
+    configured = "" if config.engine.precision == "auto" else \
+        "engine.precision = {}, so auto is not used; ".format(config.engine.precision)
+    if chosen.measure_candidates and len(candidates) > 1:
+        return configured + "auto measures {} at the first build and keeps the faster; {}".format(
+            " against ".join(p.upper() for p in reversed(candidates)), last_measurement(config, name, candidates))
+    skipped = ["{}: {}".format(p.upper(), policy.why_not(p, capabilities))
+               for p in policy.PRECISIONS[:policy.PRECISIONS.index(candidates[0])]]
+    return configured + "auto chooses {}{}".format(candidates[0].upper(), " ({})".format("; ".join(skipped)) if skipped
+                                                  else ": the platform has fast {}".format(candidates[0].upper()))
+
+
+def last_measurement(config, backend_name, candidates):
+    """The figures `auto` last measured in this engine cache (its active record, else the engines' own)."""
+    from appliance.engine.store import EngineStore, StoreError
+    from appliance.paths import default_cache_dir
+    directory = config.engine.cache_dir or default_cache_dir()
+    unmeasured = "not measured here yet: the first start (or `facewatch engines build`) measures them"
+    try:
+        store = EngineStore(directory, read_only=True)
+        record, entries = store.active_record(), store.entries()
+    except StoreError:
+        return unmeasured
+    reason = (record or {}).get("choice_reason") or ""
+    if reason.startswith("auto: fastest measured here "):
+        kept = [e.get("precision") for e in entries if e["name"] == record["engine"]]
+        return "the last measurement here ({}), {}{}".format(
+            directory, reason[len("auto: fastest measured here "):],
+            "; {} was kept".format(str(kept[0]).upper()) if kept and kept[0] else "")
+    timed = {}
+    for entry in entries:   # newest first
+        inputs = entry.get("key_inputs") if isinstance(entry.get("key_inputs"), dict) else {}
+        latency = entry.get("latency_ms")
+        if inputs.get("backend") == backend_name and isinstance(latency, (int, float)) and latency == latency:
+            timed.setdefault(str(entry.get("precision")), latency)
+    if not timed:
+        return unmeasured
+    untimed = [p.upper() for p in candidates if p not in timed]
+    return "timed here before ({}): {}{}".format(directory, ", ".join(
+        "{} {:.2f} ms".format(precision.upper(), ms) for precision, ms in sorted(timed.items(), key=lambda i: i[1])),
+        "; {} not timed yet".format(", ".join(untimed)) if untimed else "")
 
 
 def load_model():

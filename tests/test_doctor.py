@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -64,6 +65,30 @@ def test_credentials_in_the_camera_url_are_hidden_in_every_line(tmp_path, mosqui
     assert shown in findings["camera"]["detail"]
     for output in (result.stdout + result.stderr, failed.stdout + failed.stderr):
         assert "secret" not in output and "admin" not in output
+
+
+def test_doctor_says_what_auto_would_choose_and_why_not_a_fast_int8_flag_the_cpu_backend_does_not_have(tmp_path,
+                                                                                                      clip):
+    """ONNX Runtime measures FP32 against INT8 (INT8 was 2x slower than FP32 on a CPU where doctor said "fast
+    int8 yes"): doctor says auto measures, and gives the last measurement in the engine cache, without a
+    benchmark of its own."""
+    from brokers import free_port
+    path = config_file(tmp_path, free_port(), clip[0])
+    result, findings = doctor_json(path)
+    assert "fast int8" not in findings and "fast fp16" not in findings
+    assert findings["precision"]["level"] == "ok"
+    assert findings["precision"]["detail"] == ("auto measures FP32 against INT8 at the first build and keeps the "
+                                               "faster; not measured here yet: the first start (or `facewatch engines "
+                                               "build`) measures them")
+    built = run_cli("engines", "build", "--config", path)
+    assert built.returncode == 0, built.stderr
+    measured = re.search(r"auto: fastest measured here (at 640x480: (FP32|INT8) [0-9.]+ ms, (FP32|INT8) [0-9.]+ ms)",
+                         built.stdout)
+    assert measured, built.stdout
+    result, findings = doctor_json(path)
+    assert findings["precision"]["detail"].endswith("keeps the faster; the last measurement here ({}), {}; {} was "
+                                                    "kept".format(tmp_path / "engines", measured.group(1),
+                                                                  measured.group(2)))
 
 
 class Runner:
