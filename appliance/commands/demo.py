@@ -115,7 +115,7 @@ def clear_retained(prefix, host, port):
             raise OSError("the broker did not confirm them within {:.0f} s".format(CLEAR_TIMEOUT))
     except (OSError, ValueError, RuntimeError) as exc:
         return "facewatch demo: could not remove the retained messages it left on {}:{} ({}): {}; remove them " \
-               "with: mosquitto_pub -h {} -p {} -r -n -t TOPIC".format(host, port, ", ".join(retained), exc, host,
+               "with: mosquitto_pub -h {} -p {} -r -n -t TOPIC (mosquitto-clients)".format(host, port, ", ".join(retained), exc, host,
                                                                      port)
     finally:
         client.disconnect()
