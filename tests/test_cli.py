@@ -81,21 +81,33 @@ WORDS = ["check-config", "detect", "engines", "build", "list", "calibrate", "dem
          "/nonexistent", GOLDEN, "\x00", "é", "--", "-"]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
-@given(argv=st.lists(st.sampled_from(WORDS) | st.text(max_size=8), max_size=6))
-def test_any_command_line_gets_an_exit_code_and_never_a_traceback(argv):
-    if argv[:1] == ["demo"] or "build" in argv:
-        argv = ["check-config"] + argv  # the demo and builds run for seconds; their options are tested above
+EXAMPLES = 300
+
+
+def test_any_command_line_gets_an_exit_code_and_never_a_traceback():
+    """Generated command lines; what this run measured (how many ran, how many ended in a traceback or an
+    exit code other than 0, 1, 2) is recorded for docs/reliability.md, a failing run's figures too."""
+    seen = {"examples": 0, "tracebacks": 0, "other_exit_codes": 0}
+
+    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(argv=st.lists(st.sampled_from(WORDS) | st.text(max_size=8), max_size=6))
+    def one_command_line(argv):
+        if argv[:1] == ["demo"] or "build" in argv:
+            argv = ["check-config"] + argv  # the demo and builds run for seconds; their options are tested above
+        try:
+            code, output = call(argv)
+        except SystemExit as exc:  # argparse ends --help and usage errors this way
+            code, output = exc.code, ""
+        seen["examples"] += 1
+        seen["tracebacks"] += cli.INTERNAL_ERROR in output or "Traceback" in output
+        seen["other_exit_codes"] += code not in (0, 1, 2)
+        assert code in (0, 1, 2), (argv, code, output)
+        assert cli.INTERNAL_ERROR not in output and "Traceback" not in output, (argv, output)
     try:
-        code, output = call(argv)
-    except SystemExit as exc:  # argparse ends --help and usage errors this way
-        code, output = exc.code, ""
-    assert code in (0, 1, 2), (argv, code, output)
-    assert cli.INTERNAL_ERROR not in output and "Traceback" not in output, (argv, output)
-
-
-def test_the_command_line_fuzzing_is_recorded():
-    record("hostile command lines", examples=300, tracebacks=0)
+        one_command_line()
+    finally:
+        record("hostile command lines", **seen)
+    assert seen["examples"] >= EXAMPLES
 
 
 def test_demo_with_a_broker_that_rejects_it_fails_instead_of_claiming_success(tmp_path):
