@@ -87,11 +87,13 @@ def test_install_is_idempotent_and_never_overwrites_a_configuration(box):
     box.write("/etc/facewatch/facewatch.toml", "# mine\n", mode="0640")
     again = box.run(SOURCE_IN_BOX + "/scripts/install.sh", "--python", "/usr/bin/python3", "--package", box.wheel,
                     "--no-start", timeout=600)
+    kept = box.run("cat", "/etc/facewatch/facewatch.toml").stdout == "# mine\n"
+    record("install.sh in a systemd box", install_seconds=round(box.install_seconds, 1),
+           second_run_exit=again.returncode, configuration_kept=kept)
     assert again.returncode == 0, again.stdout[-2000:]
     assert "keeping the existing /etc/facewatch/facewatch.toml" in again.stdout
-    assert box.run("cat", "/etc/facewatch/facewatch.toml").stdout == "# mine\n"
+    assert kept
     assert box.show("facewatch", "UnitFileState")["UnitFileState"] == "enabled"
-    record("install.sh in a systemd box", install_seconds=round(box.install_seconds, 1), second_run_ok=True)
 
 
 def test_start_returns_only_once_ready_and_status_tells_the_phase(box, broker):
@@ -157,9 +159,11 @@ def test_a_first_boot_build_silent_for_longer_than_the_start_timeout_reaches_rea
     started = time.monotonic()
     result = box.run("systemctl", "start", "facewatch", timeout=300)
     waited = time.monotonic() - started
+    state = box.show("facewatch", "ActiveState")["ActiveState"]
+    record("first boot: a build silent for 12 s, TimeoutStartSec=5", start_exit=result.returncode,
+           active_state=state, start_seconds=round(waited, 1))
     assert result.returncode == 0, result.stdout + journal(box)[-3000:]
-    assert box.show("facewatch", "ActiveState")["ActiveState"] == "active" and waited > 12
-    record("first boot: a build silent for 12 s, TimeoutStartSec=5", ready=True, start_seconds=round(waited, 1))
+    assert state == "active" and waited > 12
 
 
 def test_a_present_secret_becomes_a_credential_without_breaking_the_start_and_password_file_works(box, tmp_path):
