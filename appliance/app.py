@@ -189,8 +189,10 @@ class App:
     def _start_pipeline(self):
         self.pipeline = Pipeline(self.camera, self.detectors, self._publish_result, self.stop_event,
                                  on_progress=self.notifier.progress, on_frame_size=self._frame_size_seen)
+        from appliance.engine.setup import network_size_for
         self.rebuilder = Rebuilder(self._engine_manager, self.pipeline, lambda: self.engine, self._served,
-                                   self.config.engine, self.supervisor, self.stop_event, lambda: self.frame_size)
+                                   self.config.engine, self.supervisor, self.stop_event, lambda: self.frame_size,
+                                   shape_of=lambda frame_size: network_size_for(self.config, frame_size))
         self.pipeline.start(self.supervisor)
 
     def _listen_for_commands(self):
@@ -368,12 +370,10 @@ class App:
         return self._manager(both, frame_size)
 
     def _frame_size_seen(self, frame_size):
-        """On the inference thread, when frames of a new size arrive: switch to the matching engine."""
-        from appliance.engine.setup import network_size_for
+        """On an inference thread, every frame's size: the shape follower switches to the matching engine
+        once a new size has held (appliance.shape_follower)."""
         self.frame_size = frame_size
-        if network_size_for(self.config, frame_size) != self.engine.size:
-            log.info("camera: frames are now %dx%d; switching to the engine for that size", *frame_size)
-            self.rebuilder.reshape(frame_size)
+        self.rebuilder.frame_seen(frame_size)
 
     def _served(self, engine, error):
         """After a rebuild: `engine` serves; an error (the build failed) goes on the engine topic beside it."""
@@ -419,6 +419,7 @@ class App:
         summary = {k: self.engine_state.get(k) for k in ("state", "backend", "precision", "key", "input_shape",
                                                         "latency_ms", "error")}
         summary["preprocessing"] = self.pipeline.preprocessing if self.pipeline else None
+        summary["shape"] = self.rebuilder.follower.stats() if self.rebuilder else None
         if self.plan:
             summary.update(workers=self.plan.workers, threads_per_worker=self.plan.threads,
                            workers_reason=self.plan.reason)

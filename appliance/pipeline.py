@@ -5,11 +5,13 @@ has its own detector and takes the camera's newest frame in turn with a ticket; 
 the engine and post-processing and times each. Results reach the publish thread in the order their frames
 were taken (InOrder), whichever thread finishes first, so detections are never published out of order.
 The publish thread serialises and hands results to MQTT, so a slow broker never holds the engine.
-Frames whose size changes are reported (on_frame_size), so that the daemon can switch to the engine
-shaped for them. `on_progress` is called after every frame processed, and on idle waits while no frame
-is in flight: a stalled engine stops calling it, even while another inference thread could go on (its
-results wait for the stalled frame, and no thread runs ahead by more than the window). The loops run under
-the daemon's Supervisor: an exception ends the daemon with its cause, never only a log line.
+Every frame's size is reported (on_frame_size), in frame order, so that the daemon can switch to the
+engine shaped for them once a size has held. Besides the serving detectors, one set may be kept open
+unused (park): the engine served before, for a quick switch back; closed with the others at the end.
+`on_progress` is called after every frame processed, and on idle waits while no frame is in flight: a
+stalled engine stops calling it, even while another inference thread could go on (its results wait for
+the stalled frame, and no thread runs ahead by more than the window). The loops run under the daemon's
+Supervisor: an exception ends the daemon with its cause, never only a log line.
 """
 import collections
 import threading
@@ -90,8 +92,9 @@ class Slot:
 
 class Pipeline:
     def __init__(self, camera, detectors, publish, stop_event, on_progress=None, on_frame_size=None, queue_size=8):
-        """detectors: one per inference thread. on_frame_size(size) is called on an inference thread when the
-        frames' (width, height) changes."""
+        """detectors: one per inference thread. on_frame_size(size) is called on an inference thread with each
+        frame's (width, height) as it is taken, in frame order (cheap: it runs under the lock frames are
+        taken with)."""
         if not detectors:
             raise ValueError("a pipeline needs at least one detector")
         self.camera = camera
@@ -100,13 +103,13 @@ class Pipeline:
         self._stop = stop_event
         self._on_progress = on_progress or (lambda: None)
         self._on_frame_size = on_frame_size or (lambda size: None)
-        self._frame_size = None
         window = 2 * len(detectors)
         # a slow frame holds back up to window - 1 finished ones, all released at once: room for them too
         self._order = InOrder(queue_size + window, window, stop_event)
         self._take_lock = threading.Lock()
         self._swap_lock = threading.Lock()
         self._closed = False
+        self._parked = None     # (tag, detectors) kept open, unused
         self._count_lock = threading.Lock()
         self.timings = StageTimings(STAGES)
         self.inference_rate = RateMeter()
@@ -153,15 +156,42 @@ class Pipeline:
                     slot.detector = detector
             return previous
 
+    def park(self, detectors, tag):
+        """Keep `detectors` open, unused, beside the serving ones; `tag` says what they are (parked()).
+        One set at most: one parked before is closed. Once the pipeline's detectors were closed (facewatch
+        is stopping), closes `detectors` at once."""
+        with self._swap_lock:
+            if self._closed:
+                closing = list(detectors)
+            else:
+                closing = self._parked[1] if self._parked else []
+                self._parked = (tag, list(detectors))
+        for detector in closing:
+            detector.close()
+
+    def parked(self):
+        """The tag of the parked detectors, or None."""
+        parked = self._parked
+        return parked[0] if parked else None
+
+    def unpark(self):
+        """(tag, detectors) parked, now the caller's to use or close; (None, []) when none are."""
+        with self._swap_lock:
+            parked, self._parked = self._parked, None
+        return parked or (None, [])
+
     def close_detectors(self, stuck=()):
-        """Close the serving detectors, except those of threads named in `stuck` (still running); a later
-        swap_detectors closes what it brings."""
+        """Close the serving detectors, except those of threads named in `stuck` (still running), and the
+        parked ones; a later swap_detectors or park closes what it brings."""
         locked = self._swap_lock.acquire(timeout=1.0)   # not held for long unless a swap waits on a stuck thread
         try:
             self._closed = True
             for name, slot in zip(self.threads, self._slots):
                 if name not in stuck:
                     slot.detector.close()
+            parked, self._parked = self._parked, None
+            for detector in parked[1] if parked else ():
+                detector.close()
         finally:
             if locked:
                 self._swap_lock.release()
@@ -211,7 +241,7 @@ class Pipeline:
                     self.idle.set()
                 return None
             self.idle.clear()
-            self._note_frame_size(frame.image)
+            self._on_frame_size((frame.image.shape[1], frame.image.shape[0]))
             return ticket, frame
 
     def _on_idle(self):
@@ -224,12 +254,6 @@ class Pipeline:
     def _count(self, name):
         with self._count_lock:
             setattr(self, name, getattr(self, name) + 1)
-
-    def _note_frame_size(self, image):
-        size = (image.shape[1], image.shape[0])
-        if size != self._frame_size:
-            self._frame_size = size
-            self._on_frame_size(size)
 
     def _process(self, frame, detector):
         started = time.monotonic()

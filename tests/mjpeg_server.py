@@ -25,9 +25,17 @@ def load_jpegs(path, limit=40):
     return frames
 
 
+def resized(jpegs, width, height):
+    """The same frames at width x height."""
+    import numpy as np
+    return [cv2.imencode(".jpg", cv2.resize(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR),
+                                            (width, height)))[1].tobytes() for jpeg in jpegs]
+
+
 class MjpegCamera:
     """kill(): the camera dies (streams end, the port refuses). hang(): it stops sending but keeps every
-    connection open and accepts new ones without answering. resume() ends a hang."""
+    connection open and accepts new ones without answering. resume() ends a hang. show(jpegs): it sends
+    other frames (another size, as a camera reconfigured)."""
 
     def __init__(self, jpegs, port=0, fps=10.0):
         self.jpegs = jpegs
@@ -37,6 +45,7 @@ class MjpegCamera:
         self._alive = threading.Event()
         self._sending = threading.Event()
         self._sending.set()
+        self._generation = 0
 
     def start(self):
         camera = self
@@ -54,7 +63,8 @@ class MjpegCamera:
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=" + BOUNDARY)
                 self.end_headers()
                 index = 0
-                while camera._alive.is_set():
+                generation = camera._generation
+                while camera._alive.is_set() and generation == camera._generation:
                     if not camera._sending.is_set():
                         time.sleep(0.05)
                         continue
@@ -84,6 +94,12 @@ class MjpegCamera:
         self._alive.clear()
         self._server.shutdown()
         self._server.server_close()
+
+    def show(self, jpegs):
+        """Send `jpegs` from now on. Streams in progress end there (the client reconnects), as a camera
+        reconfigured to another size does: OpenCV's FFmpeg reader keeps a stream's first frame size."""
+        self.jpegs = jpegs
+        self._generation += 1
 
     def hang(self):
         self._sending.clear()

@@ -219,3 +219,45 @@ def test_frames_with_faces_leave_a_retained_annotated_snapshot(mosquitto, daemon
     assert retained and image.shape == (240, 320, 3)
     wait_until(lambda: [t for t in recorder.json_on("telemetry") if t["snapshot"]["sent"] >= 2 and t["faces"] > 0],
                30, message="telemetry counting the snapshots sent and the faces of the latest frame")
+
+
+def test_a_camera_flapping_between_two_sizes_switches_once_it_settles_and_says_so(tmp_path, mosquitto, daemon_factory,
+                                                                                   clip):
+    """An HTTP MJPEG camera switching 640x480 / 1280x720 every second, then settling on 1280x720 (whose engine
+    is in the cache): no switch while it flaps, one once the size has held, and telemetry says why."""
+    from conftest import run_cli
+    from mjpeg_server import MjpegCamera, load_jpegs, resized
+    built = run_cli("engines", "build", "--precision", "fp32", "--frame-size", "1280x720",
+                    "--cache-dir", tmp_path / "engines")
+    assert built.returncode == 0, built.stderr
+    vga = load_jpegs(clip[0], limit=20)
+    wide = resized(vga, 1280, 720)
+    camera = MjpegCamera(vga).start()
+    recorder = Recorder(mosquitto.port, PREFIX + "/#")
+    daemon = daemon_factory(mosquitto.port, {"source": camera.url, "stall_timeout": 0.5, "read_timeout": 1.0,
+                                             "open_timeout": 5.0, "reconnect_min": 0.05, "reconnect_max": 0.2},
+                            engine={"precision": "fp32"})
+
+    def ready(since=1):
+        """The input shapes of the engines served after the first."""
+        return [e["input_shape"] for e in recorder.json_on("engine") if e["state"] == "ready"][since:]
+    try:
+        wait_until(lambda: recorder.on("detections"), 60, message="detections")
+        assert ready(0) == [[1, 3, 480, 640]]
+        for change in range(8):
+            camera.show(wide if change % 2 == 0 else vga)
+            time.sleep(1.0)
+        camera.show(wide)
+        wait_until(lambda: [1, 3, 384, 640] in ready(), 20, message="the engine for 1280x720 frames")
+        assert ready() == [[1, 3, 384, 640]], daemon.output()
+        settled = wait_until(lambda: [t for t in recorder.json_on("telemetry")
+                                      if t["engine"]["shape"]["engine_for"] == [1280, 720]], 10,
+                             message="telemetry saying that the engine fits the frames")[-1]
+    finally:
+        camera.kill()
+    shape = settled["engine"]["shape"]
+    assert (shape["frames"], shape["pending"], shape["switches"]) == ([1280, 720], None, 1)
+    assert shape["held_back"] >= 3 and shape["reason"] == "the 1280x720 engine serves 1280x720 frames"
+    assert settled["engine"]["input_shape"] == [1, 3, 384, 640] and ready() == [[1, 3, 384, 640]]
+    switches = [line for line in daemon.output().splitlines() if "switching to the engine" in line]
+    assert len(switches) == 1 and "frames are now 1280x720; switching to the engine for that size" in switches[0]

@@ -223,3 +223,49 @@ def test_in_order_hands_out_no_ticket_beyond_its_window():
     assert order.ticket(0) is None               # ticket 0 still holds the window
     order.put(0, "r0")
     assert order.ticket(0) == 2
+
+
+class SizedFrames(Frames):
+    """Frames whose image has the size `sizes[index]` (width, height)."""
+
+    def __init__(self, sizes):
+        super().__init__(len(sizes))
+        self.sizes = sizes
+
+    def latest(self, timeout):
+        frame = super().latest(timeout)
+        if frame is None:
+            return None
+        width, height = self.sizes[frame.index]
+        image = np.full((height, width), frame.index)
+        return frame._replace(image=image)
+
+
+def test_every_frames_size_is_reported_in_frame_order(run_pipeline):
+    """The shape follower sees how long a size held, not only that it changed."""
+    sizes = [(4, 3)] * 5 + [(16, 9)] * 2 + [(4, 3)] * 5
+    seen = []
+    _, published, _ = run_pipeline(SizedFrames(sizes), [Detector(), Detector()], on_frame_size=seen.append)
+    wait_for(lambda: len(published) == len(sizes), "every frame published")
+    assert seen == sizes
+
+
+def test_detectors_parked_beside_the_serving_ones_are_closed_when_the_pipeline_closes():
+    pipeline = Pipeline(Frames(0), [Detector(), Detector()], None, threading.Event())
+    kept = [Detector(), Detector()]
+    pipeline.park(kept, "the engine served before")
+    assert pipeline.parked() == "the engine served before" and not any(d.closed for d in kept)
+    pipeline.close_detectors()
+    assert all(detector.closed for detector in kept) and pipeline.parked() is None
+    late = [Detector(), Detector()]
+    pipeline.park(late, "after the end")
+    assert all(detector.closed for detector in late) and pipeline.parked() is None
+
+
+def test_parking_another_set_closes_the_one_parked_before():
+    pipeline = Pipeline(Frames(0), [Detector(), Detector()], None, threading.Event())
+    first, second = [Detector(), Detector()], [Detector(), Detector()]
+    pipeline.park(first, "first")
+    pipeline.park(second, "second")
+    assert all(d.closed for d in first) and not any(d.closed for d in second)
+    assert pipeline.unpark() == ("second", second) and pipeline.unpark() == (None, [])

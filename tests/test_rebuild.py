@@ -1,4 +1,5 @@
 import threading
+import time
 
 import pytest
 
@@ -67,3 +68,213 @@ def test_stopping_facewatch_while_detectors_are_opened_closes_them_and_says_so()
     with pytest.raises(Cancelled):
         warm_detectors(Manager(Opened()), "engine", first, 2, stopping)
     assert first.closed and not first.warmed
+
+
+# --- switches the camera's frame size orders ------------------------------------------------------------
+
+VGA, HD, PORTRAIT = (640, 480), (1280, 720), (480, 640)
+WAIT = 30
+
+
+def shape(frame_size):
+    from appliance.shapes import network_size
+    return network_size(frame_size[0], frame_size[1], 640, 32)
+
+
+class Session:
+    """A detector on a fake engine; counts how many are open at once."""
+
+    def __init__(self, opened, size):
+        self.opened, self.size = opened, size
+        self.closed = False
+        opened.append(self)
+        self.preprocessing = "cpu"
+
+    def warm_up(self):
+        pass
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            self.opened.remove(self)
+
+
+class FakeManager:
+    def __init__(self, loads, opened, engine_path, frame_size, report):
+        self.loads, self.opened, self.engine_path = loads, opened, engine_path
+        self.size = shape(frame_size)
+        self.report = report
+
+    def load(self, precision, force=False):
+        from appliance.engine.manager import Engine
+        self.loads.append(self.size)
+        engine = Engine("engine-{}x{}".format(*self.size), self.engine_path, "fp32", precision, None, {}, False,
+                        self.size, 1.0, "test")
+        self.announce(engine)
+        return engine, self.open_detector(engine)
+
+    def open_detector(self, engine):
+        return Session(self.opened, engine.size)
+
+    def announce(self, engine):
+        self.report(state="ready", input_shape=[1, 3, engine.size[1], engine.size[0]])
+        return engine
+
+    def cached(self, precision):
+        return True
+
+
+class Switcher:
+    """A Rebuilder on a real (unstarted) two-thread pipeline, with fake managers and a fake engine file."""
+
+    def __init__(self, tmp_path, mode="hot"):
+        import types
+        from appliance.pipeline import Pipeline
+        from appliance.rebuild import Rebuilder
+        from appliance.workers import Supervisor
+        path = tmp_path / "engine"
+        path.write_bytes(b"x" * 1000)
+        self.loads, self.opened, self.reports = [], [], []
+        self.most_open = 0
+        first = FakeManager(self.loads, self.opened, str(path), VGA, lambda **f: self.reports.append(f))
+        self.engine, detector = first.load("fp32")
+        self.pipeline = Pipeline(None, [detector, first.open_detector(self.engine)], None, threading.Event())
+        stop = threading.Event()
+        settings = types.SimpleNamespace(rebuild_mode=mode, workspace_mb=16, precision="fp32")
+
+        def make_manager(report, frame_size):
+            self.most_open = max(self.most_open, len(self.opened))
+            return FakeManager(self.loads, self.opened, str(path), frame_size, lambda **f: self.reports.append(f))
+
+        def served(engine, error):
+            assert error is None, error
+            self.engine = engine
+        self.rebuilder = Rebuilder(make_manager, self.pipeline, lambda: self.engine, served, settings,
+                                   Supervisor(stop), stop, lambda: VGA)
+
+    def switch(self, frame_size):
+        """What the follower orders once frame_size has held: a camera order, run to its end."""
+        from appliance.rebuild import CameraOrder
+        self.rebuilder.start(CameraOrder(frame_size), "fp32", False)
+        deadline = time.monotonic() + WAIT
+        while self.rebuilder.running is not None:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        self.most_open = max(self.most_open, len(self.opened))
+        assert self.engine.size == shape(frame_size)
+
+
+def test_switching_back_reuses_the_engine_kept_open_and_reports_it(tmp_path):
+    switcher = Switcher(tmp_path)
+    for size in (HD, VGA, HD, VGA):
+        switcher.switch(size)
+    assert switcher.loads == [shape(VGA), shape(HD)]        # at start, then once for 720p frames
+    assert [r["input_shape"] for r in switcher.reports] == [[1, 3, 480, 640], [1, 3, 384, 640], [1, 3, 480, 640],
+                                                            [1, 3, 384, 640], [1, 3, 480, 640]]
+
+
+def test_no_more_than_two_engines_are_open_whatever_the_sizes(tmp_path):
+    switcher = Switcher(tmp_path)
+    for size in (HD, PORTRAIT, VGA, HD, PORTRAIT, VGA):
+        switcher.switch(size)
+    assert switcher.most_open <= 2 * switcher.pipeline.workers
+    assert len(switcher.opened) == 2 * switcher.pipeline.workers   # the serving one, and the one before for a
+    # quick switch back
+    switcher.pipeline.close_detectors()
+    assert switcher.opened == []
+
+
+def test_where_memory_holds_one_engine_only_the_one_replaced_is_closed(tmp_path):
+    switcher = Switcher(tmp_path, mode="paused")
+    for size in (HD, VGA, HD):
+        switcher.switch(size)
+    assert len(switcher.opened) == switcher.pipeline.workers
+    assert switcher.loads == [shape(VGA), shape(HD), shape(VGA), shape(HD)]
+
+
+def test_a_rebuild_by_command_closes_the_engine_kept_for_a_switch_back(tmp_path):
+    class Command:
+        id = "c1"
+        frame_size = VGA
+
+        def reply(self, state, ok=True, **fields):
+            pass
+    switcher = Switcher(tmp_path)
+    switcher.switch(HD)
+    switcher.switch(VGA)
+    switcher.rebuilder.start(Command(), "fp32", True)
+    while switcher.rebuilder.running is not None:
+        time.sleep(0.005)
+    assert len(switcher.opened) == switcher.pipeline.workers
+    switcher.switch(HD)
+    assert switcher.loads[-1] == shape(HD)
+
+
+class Camera:
+    """Frames of `size` (changed by the test) as fast as two inference threads take them."""
+
+    def __init__(self, size):
+        self.size = size
+        self.index = 0
+
+    def latest(self, timeout):
+        import numpy as np
+        from appliance.camera import Frame
+        time.sleep(0.02)
+        self.index += 1
+        width, height = self.size
+        return Frame(np.zeros((height, width, 3), np.uint8), self.index, time.monotonic(), time.time())
+
+    def finished(self):
+        return False
+
+
+def test_switching_between_three_frame_sizes_again_and_again_does_not_grow_the_memory(tmp_path):
+    """Every switch loads an engine (two ONNX Runtime sessions) while two inference threads detect; the
+    sessions closed must give their memory back (was: +140 MB in 40 switches)."""
+    import types
+    import psutil
+    from appliance import config as configuration
+    from appliance.engine.setup import manager_for
+    from appliance.pipeline import Pipeline
+    from appliance.rebuild import CameraOrder, Rebuilder
+    from appliance.workers import Supervisor
+    config = configuration.defaults()
+    stop = threading.Event()
+    supervisor = Supervisor(stop)
+
+    def make_manager(report, frame_size):
+        return manager_for(config, backend="onnxruntime", cache_dir=str(tmp_path), report=report,
+                           frame_size=frame_size, threads=1)
+    manager = make_manager(None, VGA)
+    engine, detector = manager.load("fp32")
+    serving = {"engine": engine}
+    camera = Camera(VGA)
+    pipeline = Pipeline(camera, warm_detectors(manager, engine, detector, 2, stop), lambda result: None, stop)
+    settings = types.SimpleNamespace(rebuild_mode="hot", workspace_mb=16, precision="fp32")
+    rebuilder = Rebuilder(make_manager, pipeline, lambda: serving["engine"], lambda e, error: serving.update(engine=e),
+                          settings, supervisor, stop, lambda: camera.size)
+    pipeline.start(supervisor)
+
+    def switch(size):
+        camera.size = size
+        rebuilder.start(CameraOrder(size), "fp32", False)
+        deadline = time.monotonic() + WAIT
+        while rebuilder.running is not None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert serving["engine"].size == shape(size)
+        time.sleep(0.1)
+    try:
+        for size in (HD, PORTRAIT, VGA):     # each engine built once
+            switch(size)
+        before = psutil.Process().memory_info().rss
+        for turn in range(8):
+            for size in (HD, PORTRAIT, VGA):
+                switch(size)
+        grown = psutil.Process().memory_info().rss - before
+    finally:
+        stop.set()
+        assert supervisor.join(pipeline.threads, 10) == []
+        pipeline.close_detectors()
+    assert grown < 50 * MIB, "{:.0f} MB more after 24 switches".format(grown / MIB)

@@ -63,6 +63,9 @@ class EngineManager:
         self._report = report or (lambda **fields: None)
         self._capabilities = None
         self._reference = None
+        # Of the lines that say which engine serves and that a cached one is reused: a switch the camera's
+        # frame size orders lowers it to DEBUG (the shape follower's one line says it).
+        self.log_level = logging.INFO
 
     def ensure(self, requested="auto", force=False, strict=False):
         """A verified engine for `requested`, built if missing or invalid; EngineFailed if none can be.
@@ -80,6 +83,27 @@ class EngineManager:
             candidate = self._ensure_with_fallback(decision.precision, requested, decision.fallback_reason, force)
             return self._go_live(candidate, requested, self._recorded_latency(candidate),
                                  candidate.fallback_reason or decision.choice_reason)
+
+    def cached(self, requested="auto"):
+        """Whether ensure(requested) would find every engine it needs in the cache, by the checks it makes
+        (False: it would build, minutes on a Jetson)."""
+        capabilities = self.backend.capabilities(self.model)
+        try:
+            decision = policy.choose(requested, capabilities)
+        except FacewatchError:
+            return False
+        candidates = policy.buildable(capabilities)
+        if requested == "auto" and self.backend.measure_candidates and len(candidates) > 1:
+            precisions = candidates
+        else:
+            precisions = [decision.precision]
+        for precision in precisions:
+            inputs = self._key_inputs(precision)
+            try:
+                self.store.verified(engine_name(inputs), inputs)
+            except EngineRejected:
+                return False
+        return True
 
     def _ensure_with_fallback(self, precision, requested, reason, force):
         while True:
@@ -111,7 +135,7 @@ class EngineManager:
         reason = "auto: fastest measured here at {}: {}".format(describe(self.size), figures)
         if failures:
             reason += "; " + "; ".join(failures)
-        log.info("engine: %s", reason)
+        log.log(self.log_level, "engine: %s", reason)
         return self._go_live(candidates[winner], "auto", latencies[winner], reason)
 
     def _measured(self, candidates):
@@ -216,7 +240,7 @@ class EngineManager:
         if not force:
             try:
                 sidecar = self.store.verified(name, inputs)
-                log.info("engine: reusing %s", name)
+                log.log(self.log_level, "engine: reusing %s", name)
                 return Candidate(name, inputs, sidecar, False, reason)
             except EngineRejected as exc:
                 log.info("engine: building %s: %s", name, exc)
@@ -312,17 +336,21 @@ class EngineManager:
         return job
 
     def _go_live(self, candidate, requested, latency, choice_reason):
-        self.store.set_active(candidate.name, choice_reason)
-        sidecar = candidate.sidecar
         engine = Engine(candidate.name, self.store.engine_path(candidate.name), candidate.inputs["precision"],
-                        requested, candidate.fallback_reason, sidecar, candidate.built_now, self.size, latency,
-                        choice_reason)
-        log.info("engine: %s: %s at %s, %s ms measured; %s", engine.name, engine.precision.upper(),
-                 describe(self.size), "?" if latency is None else "{:.2f}".format(latency), choice_reason)
-        self.report(requested, engine.precision, state="ready", phase="ready", progress=1.0, key=engine.name,
+                        requested, candidate.fallback_reason, candidate.sidecar, candidate.built_now, self.size,
+                        latency, choice_reason)
+        return self.announce(engine)
+
+    def announce(self, engine):
+        """`engine` (of this manager's shape) serves from now on: recorded as active, logged and reported."""
+        self.store.set_active(engine.name, engine.choice_reason)
+        sidecar, latency = engine.sidecar, engine.latency_ms
+        log.log(self.log_level, "engine: %s: %s at %s, %s ms measured; %s", engine.name, engine.precision.upper(),
+                describe(self.size), "?" if latency is None else "{:.2f}".format(latency), engine.choice_reason)
+        self.report(engine.requested, engine.precision, state="ready", phase="ready", progress=1.0, key=engine.name,
                     built_at=finite_number(sidecar.get("built_at")),
                     build_seconds=finite_number(sidecar.get("build_seconds")), fallback_reason=engine.fallback_reason,
-                    latency_ms=latency, choice_reason=choice_reason)
+                    latency_ms=latency, choice_reason=engine.choice_reason)
         return engine
 
 
