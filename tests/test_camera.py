@@ -98,8 +98,9 @@ def test_a_file_with_no_decodable_frame_backs_off_instead_of_spinning(running, t
     empty = str(tmp_path / "empty.avi")
     cv2.VideoWriter(empty, cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64)).release()
     changes = []
+    stop = threading.Event()
     source = camera.Camera(settings(source=empty, loop=True, reconnect_min=0.05, reconnect_max=0.1),
-                           threading.Event(), on_state=lambda: changes.append(source.state))
+                           stop, on_state=lambda: changes.append(source.state))
     thread = threading.Thread(target=source.run, daemon=True)
     thread.start()
     try:
@@ -107,7 +108,8 @@ def test_a_file_with_no_decodable_frame_backs_off_instead_of_spinning(running, t
         assert source.state == camera.RECONNECTING and "no frame could be decoded" in source.error
         assert camera.STREAMING not in changes and source.problem().startswith("reconnecting: ")
     finally:
-        source._stop.set()
+        stop.set()
+        source.wake()
         thread.join(5)
 
 

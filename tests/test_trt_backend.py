@@ -186,21 +186,6 @@ def test_an_unmet_precision_falls_back_with_its_reason(trt, model, tmp_path):
         assert engine.precision == "fp16" and "no INT8 calibration table" in engine.fallback_reason
 
 
-def test_the_fake_rejects_names_its_version_lacks(trt):
-    fake = sys.modules["tensorrt"]
-    config = fake.Builder(fake.Logger()).create_builder_config()
-    version = fake.__version__
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        assert hasattr(config, "max_workspace_size") == (major(version) < 10)
-    checks = {"8.2.1": ["set_memory_pool_limit"], "8.6.1": [], "10.3.0": ["max_workspace_size"],
-              "11.1.0": ["max_workspace_size", "int8_calibrator"]}
-    for name in checks[version]:
-        with pytest.raises(AttributeError):
-            getattr(config, name)
-    assert hasattr(fake.BuilderFlag, "INT8") == (not version.startswith("11."))
-
-
 def test_int8_builds_from_the_shipped_files_of_each_version(trt, model, tmp_path):
     manager = EngineManager(model, "tensorrt", str(tmp_path / "engines"))
     engine = manager.ensure("int8")
