@@ -35,7 +35,6 @@ def add_arguments(parser):
 
 
 def run(args):
-    from appliance import config as configuration
     from appliance import demo_broker
     from appliance.app import App
     from appliance.commands.run import ignore_late_signals, install_stop_handlers
@@ -47,8 +46,7 @@ def run(args):
     clip_dir = find_media_dir("demo")
     clip = os.path.join(clip_dir, "clip.avi")
     print("facewatch demo: clip {}".format(clip))
-    broker = None
-    watcher = None
+    broker = watcher = None
     try:
         if args.broker:
             host, port = args.broker
@@ -58,13 +56,7 @@ def run(args):
             host, port = broker.host, broker.port
             print("facewatch demo: broker {}".format(broker.describe()))
         sys.stdout.flush()
-        config = configuration.build({
-            "camera": {"source": clip, "loop": args.loop, "realtime": args.loop},
-            "mqtt": {"host": host, "port": int(port), "device_id": DEMO_DEVICE, "protocol": "3.1.1"},
-            "telemetry": {"interval": 1.0},
-            "engine": {"backend": "onnxruntime", "threads": args.threads, "cache_dir": cache_dir},
-            "commands": {"state_dir": os.path.join(cache_dir, "demo-state")},   # never beside whatever --cache-dir is
-        }, path=None)
+        config = demo_config(args, clip, host, port, cache_dir)
         best = BestFrame()
         stop_event = threading.Event()
         install_stop_handlers(stop_event)
@@ -90,6 +82,17 @@ def run(args):
         raise FacewatchError("{} frames were processed but no detections message came back through the broker "
                              "at {}:{}".format(len(best.boxes_by_frame), host, port))
     return 0
+
+
+def demo_config(args, clip, host, port, cache_dir):
+    from appliance import config as configuration
+    return configuration.build({
+        "camera": {"source": clip, "loop": args.loop, "realtime": args.loop},
+        "mqtt": {"host": host, "port": int(port), "device_id": DEMO_DEVICE, "protocol": "3.1.1"},
+        "telemetry": {"interval": 1.0},
+        "engine": {"backend": "onnxruntime", "threads": args.threads, "cache_dir": cache_dir},
+        "commands": {"state_dir": os.path.join(cache_dir, "demo-state")},   # never beside whatever --cache-dir is
+    }, path=None)
 
 
 CLEAR_TIMEOUT = 10.0   # seconds for the broker to take the empty retained messages
