@@ -83,10 +83,10 @@ def test_a_signed_rebuild_goes_accepted_progress_done_while_detection_goes_on(mo
 @pytest.mark.parametrize("case, reason", [
     ("unsigned", "missing signature"),
     ("wrong key", "bad signature"),
-    ("stale", "from this device's clock"),
+    ("stale", "behind this device's clock"),
     ("other device", "is for device 'cam9', not 'testcam'"),
     ("oversized", "at most 4096"),
-    ("malformed", "malformed JSON"),
+    ("malformed", "payload is not JSON"),
     ("wrong type", "force must be bool"),
     ("unknown command", "unknown command 'reboot'"),
     ("unknown arg", "unknown arg(s) for rebuild: colour"),
