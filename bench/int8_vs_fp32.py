@@ -26,8 +26,8 @@ sys.path.insert(0, REPO_ROOT)
 
 from appliance.backends.ort_backend import OrtSession  # noqa: E402
 from appliance.calibration.image_set import image_paths  # noqa: E402
-from appliance.detector import Detector  # noqa: E402
-from appliance.evaluation import greedy_matches  # noqa: E402
+from appliance.engine.detector import Detector  # noqa: E402
+from appliance.engine.evaluation import greedy_matches  # noqa: E402
 from appliance.images import read_image  # noqa: E402
 from appliance.manifest import load_model  # noqa: E402
 

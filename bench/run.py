@@ -39,9 +39,9 @@ sys.path.insert(0, os.path.join(REPO_ROOT, "tests"))
 import cv2  # noqa: E402
 
 from appliance.backends.ort_backend import OrtSession  # noqa: E402
-from appliance.detector import Detector  # noqa: E402
+from appliance.engine.detector import Detector  # noqa: E402
 from appliance.manifest import load_model  # noqa: E402
-from appliance.shapes import network_size  # noqa: E402
+from appliance.engine.shapes import network_size  # noqa: E402
 
 CLIP = os.path.join(REPO_ROOT, "examples", "demo", "clip.avi")
 FRAME_SIZES = ((640, 480), (1280, 720))
@@ -152,10 +152,10 @@ def pipeline_fps(model, path, workers, threads, allow_spinning, frames):
     """Frames/s of the daemon's Pipeline in this process (camera reading the clip as fast as consumed,
     `workers` inference threads each with a session of `threads` threads, publish serialising the detections
     as the daemon does) over `frames` frames."""
-    from appliance.camera import Camera
-    from appliance.config import build
-    from appliance.pipeline import Pipeline
-    from appliance.workers import Supervisor
+    from appliance.camera.capture import Camera
+    from appliance.config.schema import build
+    from appliance.daemon.pipeline import Pipeline
+    from appliance.daemon.supervisor import Supervisor
     stop = threading.Event()
     settings = build({"camera": {"source": path, "realtime": False, "loop": True}}, path=None).camera
     camera = Camera(settings, stop)

@@ -77,7 +77,7 @@ def check_preprocessing(cuda, model, frames, results):
     from appliance.backends.cuda_buffers import CudaContext, IOBuffers
     from appliance.backends.cuda_preprocess import CudaFrameLoader, compile_kernel
     from appliance.models.retinaface import Preprocessor, fit
-    from appliance.shapes import network_size
+    from appliance.engine.shapes import network_size
     context = CudaContext()
     cache = tempfile.mkdtemp()
     with context:
@@ -160,7 +160,7 @@ def check_engine_path(cuda, model):
     """The TensorRT session (fake TensorRT, real CUDA) with the kernel feeding it: same faces as the CPU
     path, acceptance passes, another thread can infer, and every device byte comes back."""
     import cv2
-    from appliance.detector import Detector
+    from appliance.engine.detector import Detector
     from appliance.engine.manager import EngineManager
     from appliance.models.retinaface import Preprocessor
     free_before = cuda_free(cuda)

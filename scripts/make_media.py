@@ -95,8 +95,8 @@ def make_golden(images):
 
 
 def reference_detections(image):
-    from appliance.detections import faces_as_json
-    from appliance.session import open_detector
+    from appliance.models.detections import faces_as_json
+    from appliance.commands.detect_session import open_detector
     with open_detector(backend="onnxruntime") as detector:
         return faces_as_json(detector.detect(image), decimals=2)
 
@@ -129,7 +129,7 @@ CLIP_FRAMES = 80
 
 def source_face_box(images, name, crops=FACE_CROPS):
     """The face box inside crops[name], from FP32 detection on the whole source image."""
-    from appliance.session import open_detector
+    from appliance.commands.detect_session import open_detector
     x, y, w, h = crops[name]
     with open_detector(backend="onnxruntime") as detector:
         detections = detector.detect(images[name])

@@ -24,7 +24,7 @@ def model():
 
 @pytest.fixture(scope="session")
 def detector():
-    from appliance.session import open_detector
+    from appliance.commands.detect_session import open_detector
     with open_detector(backend="onnxruntime", threads=2) as opened:
         yield opened
 

@@ -9,7 +9,7 @@ from appliance.errors import BackendUnavailable, UsageError
 
 def test_detection_on_onnxruntime_never_imports_tensorrt_or_pycuda():
     code = ("import sys, numpy as np\n"
-            "from appliance.session import open_detector\n"
+            "from appliance.commands.detect_session import open_detector\n"
             "with open_detector('onnxruntime') as d: d.detect(np.zeros((48, 64, 3), np.uint8))\n"
             "print(sorted(m for m in ('tensorrt', 'pycuda', 'jtop') if m in sys.modules))\n")
     output = subprocess.check_output([sys.executable, "-c", code], universal_newlines=True)

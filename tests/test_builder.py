@@ -39,7 +39,7 @@ def worker_processes():
             with open(environ, "rb") as f:
                 if marker in f.read().split(b"\0"):
                     with open(environ[:-len("environ")] + "cmdline", "rb") as f:
-                        if b"appliance.engine.worker" in f.read():
+                        if b"appliance.engine.build_child" in f.read():
                             found.append(int(environ.split("/")[2]))
         except OSError:
             pass

@@ -5,9 +5,9 @@ import onnxruntime
 import pytest
 
 from appliance.calibration import cache_format, graph
-from appliance.detector import Detector
+from appliance.engine.detector import Detector
 from appliance.backends.ort_backend import OrtSession
-from appliance.evaluation import match_counts
+from appliance.engine.evaluation import match_counts
 from conftest import run_cli
 
 

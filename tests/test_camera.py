@@ -5,7 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from appliance import camera, config
+from appliance.camera import capture as camera
+
+from appliance.config import schema as config
 from brokers import wait_until
 
 
@@ -160,14 +162,14 @@ def test_no_frame_size_is_invented_for_a_source_that_does_not_open(running, tmp_
 @pytest.mark.parametrize("shape, dtype", [((48, 64), np.uint8), ((48, 64, 1), np.uint8), ((48, 64, 4), np.uint8),
                                           ((48, 64, 3), np.uint16)])
 def test_grey_bgra_and_16_bit_frames_become_8_bit_bgr(shape, dtype):
-    from appliance.camera import as_bgr
+    from appliance.camera.capture import as_bgr
     value = 200 * 256 if dtype == np.uint16 else 200
     frame = as_bgr(np.full(shape, value, dtype))
     assert frame.shape == (48, 64, 3) and frame.dtype == np.uint8 and (frame == 200).all()
 
 
 def test_a_frame_of_another_shape_is_a_clear_camera_error():
-    from appliance.camera import CameraError, as_bgr
+    from appliance.camera.capture import CameraError, as_bgr
     with pytest.raises(CameraError, match=r"frames of shape \[48, 64, 2\]"):
         as_bgr(np.zeros((48, 64, 2), np.uint8))
 
@@ -177,7 +179,7 @@ def test_credentials_in_a_url_source_appear_in_no_state_error_or_log_line(runnin
     error a failed open leaves (camera.error) and the warning logged for it."""
     import logging
     from brokers import free_port
-    caplog.set_level(logging.INFO, logger="appliance.camera")
+    caplog.set_level(logging.INFO, logger="appliance.camera.capture")
     url = "http://viewer:secret@127.0.0.1:{}/videostream.cgi?user=admin&pwd=secret&rate=0".format(free_port())
     source = running(settings(source=url, open_timeout=1.0, reconnect_min=0.05, reconnect_max=0.1))
     wait_until(lambda: source.reconnects >= 2, 20, message="two failed opens")

@@ -8,8 +8,8 @@ from contextlib import redirect_stderr, redirect_stdout
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from appliance import cli
-from appliance.config import SCHEMA
+from appliance.commands import cli
+from appliance.config.schema import SCHEMA
 from brokers import free_port
 from conftest import REPO_ROOT, run_cli
 from figures import record

@@ -1,6 +1,6 @@
 import pytest
 
-from appliance import config as configuration
+from appliance.config import schema as configuration
 from appliance.errors import ConfigError
 from conftest import REPO_ROOT, run_cli
 
@@ -222,7 +222,7 @@ def test_toml_nested_thousands_deep_is_a_clear_error(tmp_path, text):
 
 
 def test_a_topic_longer_than_mqtt_allows_is_refused():
-    from appliance import validators
+    from appliance.config import validators
     assert validators.topic_length("a" * 65535) is None
     assert "MQTT allows at most 65535" in validators.topic_length("é" * 40000)
 
@@ -267,7 +267,7 @@ def test_an_unreadable_secret_is_refused_as_the_service_user_sees_it(tmp_path):
 @pytest.mark.parametrize("key", ["mqtt.device_id", "mqtt.prefix", "homeassistant.prefix"])
 @pytest.mark.parametrize("value, size", [("é" * 700, 1400), ("\U0001F600" * 4096, 16384)])
 def test_ids_and_prefixes_are_bounded_in_bytes_as_sent(tmp_path, key, value, size):
-    from appliance.validators import MAX_DEVICE_ID_BYTES, MAX_PREFIX_BYTES
+    from appliance.config.validators import MAX_DEVICE_ID_BYTES, MAX_PREFIX_BYTES
     limit = MAX_DEVICE_ID_BYTES if key == "mqtt.device_id" else MAX_PREFIX_BYTES
     section, name = key.split(".")
     result = run_cli("check-config", "--config", write(tmp_path, '[{}]\n{} = "{}"\n'.format(section, name, value)),
@@ -278,7 +278,7 @@ def test_ids_and_prefixes_are_bounded_in_bytes_as_sent(tmp_path, key, value, siz
 
 
 def test_a_device_id_and_prefix_at_the_limit_are_accepted_one_byte_more_is_not(tmp_path):
-    from appliance.validators import MAX_DEVICE_ID_BYTES, MAX_PREFIX_BYTES
+    from appliance.config.validators import MAX_DEVICE_ID_BYTES, MAX_PREFIX_BYTES
     at_limit = "é" * (MAX_DEVICE_ID_BYTES // 2)
     prefix = "p" * (MAX_PREFIX_BYTES - 3) + "/é"
     config = configuration.load(write(tmp_path, '[mqtt]\ndevice_id = "{}"\nprefix = "{}"\n'.format(at_limit, prefix)),
@@ -298,7 +298,7 @@ def test_the_largest_command_ctl_sends_to_a_device_id_at_the_limit_fits_the_payl
     \\u escapes."""
     import json
     from appliance.remote import envelope
-    from appliance.validators import MAX_DEVICE_ID_BYTES, device_id
+    from appliance.config.validators import MAX_DEVICE_ID_BYTES, device_id
     limit = MAX_DEVICE_ID_BYTES
     widest = ["a" * limit, '"' * limit, "\\" * limit, "é" * (limit // 2), "€" * (limit // 3),
               "\U0001F600" * (limit // 4)]
@@ -316,7 +316,7 @@ def test_the_largest_command_ctl_sends_to_a_device_id_at_the_limit_fits_the_payl
 def test_ctl_refuses_the_device_ids_and_prefixes_the_configuration_refuses():
     import argparse
     from appliance.commands import arguments
-    from appliance.validators import MAX_DEVICE_ID_BYTES
+    from appliance.config.validators import MAX_DEVICE_ID_BYTES
     assert arguments.device_or_all("é" * (MAX_DEVICE_ID_BYTES // 2)) == "é" * (MAX_DEVICE_ID_BYTES // 2)
     for parse in (arguments.device_or_all, arguments.topic_prefix):
         with pytest.raises(argparse.ArgumentTypeError, match="is 1400 bytes long in UTF-8 .700 characters.; at most"):

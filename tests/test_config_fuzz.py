@@ -12,13 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from appliance import cli
-from appliance import config as configuration
-from appliance.camera import Camera
+from appliance.commands import cli
+from appliance.config import schema as configuration
+from appliance.camera.capture import Camera
 from appliance.errors import ConfigError
 from appliance.mqtt.link import MqttLink
 from appliance.mqtt.topics import Topics
-from appliance.publish_policy import make_policy
+from appliance.daemon.publish_policy import make_policy
 from figures import record
 
 EXAMPLES = int(os.environ.get("FACEWATCH_FUZZ_EXAMPLES", "2000"))

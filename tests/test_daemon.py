@@ -7,7 +7,7 @@ import time
 import pytest
 
 from brokers import Mosquitto, Recorder, wait_until
-from appliance.evaluation import match_counts
+from appliance.engine.evaluation import match_counts
 
 PREFIX = "facewatch/testcam"
 

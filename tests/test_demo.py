@@ -74,7 +74,7 @@ def test_demo_runs_the_daemon_on_the_bundled_clip_with_a_private_mosquitto(tmp_p
 
 
 def test_demo_runs_on_amqtt_when_mosquitto_is_not_installed(tmp_path):
-    from appliance import demo_broker
+    from appliance.commands import demo_broker
     problem = demo_broker.amqtt_problem()
     if problem:
         pytest.skip("{}: pip install 'facewatch[demo]'".format(problem))

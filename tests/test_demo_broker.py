@@ -1,4 +1,4 @@
-"""The demo's private broker (appliance.demo_broker): a real mosquitto, else amqtt, else a clear error; each a
+"""The demo's private broker (appliance.commands.demo_broker): a real mosquitto, else amqtt, else a clear error; each a
 full MQTT 3.1.1 broker (QoS 2, UNSUBSCRIBE honoured), gone when stopped."""
 import logging
 import os
@@ -12,7 +12,7 @@ import uuid
 import paho.mqtt.client as paho
 import pytest
 
-from appliance import demo_broker
+from appliance.commands import demo_broker
 from appliance.errors import FacewatchError
 from brokers import leftovers, refuses
 

@@ -134,7 +134,7 @@ NTP synchronized: {}
     ({SHOW: (1, ""), STATUS: (1, "")}, "warn", "unknown: timedatectl could not tell (exit status 1)"),
 ])
 def test_time_synchronisation_is_checked_and_a_wrong_clock_warned_about(answers, level, says):
-    from appliance import diagnostics
+    from appliance.commands import diagnostics
     runner = Runner(answers)
     found, = diagnostics.time_sync(run=runner)
     assert found.check == "time sync" and found.level == level and says in found.detail, found
@@ -151,7 +151,7 @@ def test_time_sync_is_reported_by_doctor_without_blocking(tmp_path):
 
 
 def test_a_command_that_hangs_or_is_missing_is_no_answer():
-    from appliance import diagnostics
+    from appliance.commands import diagnostics
     assert diagnostics.run_command(["/nonexistent/timedatectl"]) is None
     assert diagnostics.run_command(["sleep", "5"], timeout=0.2) is None
     assert diagnostics.run_command(["sh", "-c", "echo yes; exit 3"]) == (3, "yes\n")
@@ -160,7 +160,7 @@ def test_a_command_that_hangs_or_is_missing_is_no_answer():
 def packet_config(tmp_path, port, protocol):
     path = tmp_path / "packets.toml"
     path.write_text('[mqtt]\nhost = "127.0.0.1"\nport = {}\nprotocol = "{}"\n'.format(port, protocol))
-    from appliance import config as configuration
+    from appliance.config import schema as configuration
     return configuration.load(str(path), required=True)
 
 
@@ -171,7 +171,7 @@ def packet_config(tmp_path, port, protocol):
 def test_the_brokers_maximum_packet_size_is_read_from_connack(tmp_path, limit, level, says):
     """mosquitto's max_packet_size comes back in CONNACK; one too small for a snapshot (which facewatch
     publishes, and the broker would refuse) is a warning with the size to set."""
-    from appliance import diagnostics
+    from appliance.commands import diagnostics
     from brokers import Mosquitto
     broker = Mosquitto(tmp_path, extra_config="allow_anonymous true\nmax_packet_size {}\n".format(limit)).start()
     try:
@@ -185,8 +185,8 @@ def test_the_brokers_maximum_packet_size_is_read_from_connack(tmp_path, limit, l
 
 
 def test_the_advised_broker_limit_takes_the_largest_snapshot():
-    from appliance import config as configuration
-    from appliance import diagnostics
+    from appliance.config import schema as configuration
+    from appliance.commands import diagnostics
     for width, advised in ((64, 65536), (640, 1048576), (1920, 8388608)):
         config = configuration.build({"snapshot": {"max_width": width}}, None)
         assert diagnostics.advised_packet_limit(config) == advised
@@ -194,7 +194,7 @@ def test_the_advised_broker_limit_takes_the_largest_snapshot():
 
 
 def test_a_broker_without_a_limit_is_named_so_under_mqtt_5(tmp_path, mosquitto):
-    from appliance import diagnostics
+    from appliance.commands import diagnostics
     found = {f.check: f for f in diagnostics.broker(packet_config(tmp_path, mosquitto.port, "5"))}
     assert found["packet size"].level == "ok" and "states no limit" in found["packet size"].detail
 

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from appliance import platform_facts
+from appliance.backends import platform_facts
 from appliance.backends import ort_backend
 from appliance.backends.base import Capabilities, Int8Source
 from appliance.engine import key as engine_key

@@ -74,7 +74,7 @@ def test_list_without_a_cache_says_where_it_looked_why_and_where_the_demo_keeps_
 
 
 def test_the_demo_and_engines_list_agree_on_the_users_cache_folder(tmp_path, monkeypatch):
-    from appliance import paths
+    from appliance.config import paths
     from appliance.commands import demo
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)

@@ -11,7 +11,7 @@ import json
 import re
 import time
 
-from appliance.homeassistant import discovery_configs, node_id
+from appliance.mqtt.homeassistant import discovery_configs, node_id
 from appliance.mqtt.topics import Topics
 from brokers import Recorder, wait_until
 
@@ -144,7 +144,7 @@ def test_ids_that_differ_only_in_characters_home_assistant_refuses_stay_apart():
 
 def test_a_garbled_record_or_a_fifo_in_its_place_counts_as_none_announced(tmp_path):
     import os
-    from appliance.homeassistant import Discovery
+    from appliance.mqtt.homeassistant import Discovery
     sent = []
     record = tmp_path / "homeassistant.json"
     ours = "homeassistant/sensor/{}/fps/config".format(node_id("cam"))
@@ -167,7 +167,7 @@ def test_only_this_devices_topics_are_cleared_whatever_the_record_lists(mosquitt
     """A record listing another device's config topics (a state folder copied from it, or written by anyone)
     must not delete that device's entities: only topics of the shape this device announces are emptied."""
     import paho.mqtt.client as paho
-    from appliance.homeassistant import RECORD, Discovery, own_config_topic
+    from appliance.mqtt.homeassistant import RECORD, Discovery, own_config_topic
     ours = configs(device="cam")
     theirs = configs(device="other")
     lookalikes = ["homeassistant/sensor/{}/fps/x/config".format(node_id("cam")),      # one level too many
@@ -207,7 +207,7 @@ def test_only_this_devices_topics_are_cleared_whatever_the_record_lists(mosquitt
 
 def test_turning_discovery_on_again_leaves_another_devices_topics_alone_too(tmp_path):
     """On: entities this host no longer has are emptied, but only among this device's own topics."""
-    from appliance.homeassistant import RECORD, Discovery
+    from appliance.mqtt.homeassistant import RECORD, Discovery
     theirs = sorted(configs(device="other"))
     gone = "homeassistant/sensor/{}/temperature_old/config".format(node_id("cam"))
     (tmp_path / RECORD).write_text(json.dumps(theirs + [gone]))

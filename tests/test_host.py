@@ -9,7 +9,7 @@ import sys
 import psutil
 import pytest
 
-from appliance.host import PsutilHost, open_host_sensors
+from appliance.health import PsutilHost, open_host_sensors
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAKES = os.path.join(HERE, "fakes")

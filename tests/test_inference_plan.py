@@ -2,7 +2,7 @@
 the CPUs, all pinned here (no test depends on this host's core count)."""
 import pytest
 
-from appliance.inference_plan import available_cpus, plan_inference
+from appliance.daemon.inference_plan import available_cpus, plan_inference
 
 NO_LIMIT = (0, "")
 TENSORRT = (1, "TensorRT serves from one thread (one CUDA context, one execution context)")

@@ -9,14 +9,14 @@ import types
 
 import pytest
 
-from appliance import cli
-from appliance import config as configuration
-from appliance.camera import CONNECTING, ENDED, FAILED, RECONNECTING, STALLED, STREAMING, Camera
-from appliance.host import PsutilHost
+from appliance.commands import cli
+from appliance.config import schema as configuration
+from appliance.camera.capture import CONNECTING, ENDED, FAILED, RECONNECTING, STALLED, STREAMING, Camera
+from appliance.health import PsutilHost
 from appliance.mqtt import topics as contract
 from appliance.mqtt.link import (CONNECTION_LOST, DISCONNECTED, QUEUE_FULL, REFUSED_BY_BROKER, REFUSED_BY_CLIENT,
                                  SECOND_INSTANCE, MqttLink)
-from appliance.pipeline import STAGES, Pipeline
+from appliance.daemon.pipeline import STAGES, Pipeline
 from appliance.remote.dispatcher import Dispatcher
 from appliance.remote.replay import ReplayGuard
 from conftest import REPO_ROOT

@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from appliance.detections import box_iou
+from appliance.models.detections import box_iou
 from appliance.errors import ModelError
 from appliance.images import read_image
 from appliance.files import file_sha256

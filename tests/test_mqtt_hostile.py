@@ -18,13 +18,13 @@ import uuid
 import paho.mqtt.client as paho
 import pytest
 
-from appliance import config as configuration
+from appliance.config import schema as configuration
 from appliance.mqtt import link as link_module
 from appliance.mqtt import topics as contract
 from appliance.mqtt.link import MAX_INCOMING_PACKET, SECOND_INSTANCE, MqttLink, instance_record, local_time
 from appliance.mqtt.topics import Topics
 from appliance.untrusted import Refused
-from appliance.workers import Supervisor
+from appliance.daemon.supervisor import Supervisor
 from brokers import Mosquitto, Recorder, wait_until
 from figures import record
 

@@ -8,10 +8,10 @@ import threading
 import paho.mqtt.client as paho
 import pytest
 
-from appliance import config as configuration
+from appliance.config import schema as configuration
 from appliance.mqtt.link import MqttLink
 from appliance.mqtt.topics import Topics
-from appliance.workers import Supervisor
+from appliance.daemon.supervisor import Supervisor
 from brokers import Mosquitto, Recorder, free_port, wait_until
 from figures import record
 from notify_socket import NotifySocket

@@ -6,11 +6,11 @@ import time
 import numpy as np
 import pytest
 
-from appliance.app import THREAD_STOP_TIMEOUT
+from appliance.daemon.app import THREAD_STOP_TIMEOUT
 from appliance.errors import Cancelled
-from appliance.pipeline import InOrder, Pipeline
-from appliance.workers import Supervisor
-from appliance.camera import Frame
+from appliance.daemon.pipeline import InOrder, Pipeline
+from appliance.daemon.supervisor import Supervisor
+from appliance.camera.capture import Frame
 
 WAIT = 30
 

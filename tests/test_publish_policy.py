@@ -1,7 +1,7 @@
 import numpy as np
 
-from appliance.detections import Detections
-from appliance.publish_policy import MaxRate, OnChange
+from appliance.models.detections import Detections
+from appliance.daemon.publish_policy import MaxRate, OnChange
 
 
 def faces(*boxes):

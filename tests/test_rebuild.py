@@ -4,7 +4,7 @@ import time
 import pytest
 
 from appliance.errors import Cancelled
-from appliance.rebuild import BUILDER_OVERHEAD, choose_mode, warm_detectors
+from appliance.daemon.rebuild import BUILDER_OVERHEAD, choose_mode, warm_detectors
 
 MIB = 1 << 20
 
@@ -77,7 +77,7 @@ WAIT = 30
 
 
 def shape(frame_size):
-    from appliance.shapes import network_size
+    from appliance.engine.shapes import network_size
     return network_size(frame_size[0], frame_size[1], 640, 32)
 
 
@@ -129,9 +129,9 @@ class Switcher:
 
     def __init__(self, tmp_path, mode="hot"):
         import types
-        from appliance.pipeline import Pipeline
-        from appliance.rebuild import Rebuilder
-        from appliance.workers import Supervisor
+        from appliance.daemon.pipeline import Pipeline
+        from appliance.daemon.rebuild import Rebuilder
+        from appliance.daemon.supervisor import Supervisor
         path = tmp_path / "engine"
         path.write_bytes(b"x" * 1000)
         self.loads, self.opened, self.reports = [], [], []
@@ -154,7 +154,7 @@ class Switcher:
 
     def switch(self, frame_size):
         """What the follower orders once frame_size has held: a camera order, run to its end."""
-        from appliance.rebuild import CameraOrder
+        from appliance.daemon.rebuild import CameraOrder
         self.rebuilder.start(CameraOrder(frame_size), "fp32", False)
         deadline = time.monotonic() + WAIT
         while self.rebuilder.running is not None:
@@ -219,7 +219,7 @@ class Camera:
 
     def latest(self, timeout):
         import numpy as np
-        from appliance.camera import Frame
+        from appliance.camera.capture import Frame
         time.sleep(0.02)
         self.index += 1
         width, height = self.size
@@ -234,11 +234,11 @@ def test_switching_between_three_frame_sizes_again_and_again_does_not_grow_the_m
     sessions closed must give their memory back (was: +140 MB in 40 switches)."""
     import types
     import psutil
-    from appliance import config as configuration
+    from appliance.config import schema as configuration
     from appliance.engine.setup import manager_for
-    from appliance.pipeline import Pipeline
-    from appliance.rebuild import CameraOrder, Rebuilder
-    from appliance.workers import Supervisor
+    from appliance.daemon.pipeline import Pipeline
+    from appliance.daemon.rebuild import CameraOrder, Rebuilder
+    from appliance.daemon.supervisor import Supervisor
     config = configuration.defaults()
     stop = threading.Event()
     supervisor = Supervisor(stop)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from appliance.detections import box_iou
+from appliance.models.detections import box_iou
 from appliance.models import retinaface
 
 

@@ -1,8 +1,8 @@
 """The shape follower on a simulated clock: which engine serves while the camera's frame size moves."""
 import logging
 
-from appliance.shape_follower import BUILD_HOLD_S, HOLD_S, CALM_S, ShapeFollower
-from appliance.shapes import network_size
+from appliance.daemon.shape_follower import BUILD_HOLD_S, HOLD_S, CALM_S, ShapeFollower
+from appliance.engine.shapes import network_size
 
 VGA, HD, FULL_HD = (640, 480), (1280, 720), (1920, 1080)
 FPS = 10.0
@@ -141,7 +141,7 @@ def test_a_real_change_switches_once_after_the_hold_and_logs_one_line(caplog):
     follower, engines, clock = make()
     feed(follower, engines, clock, VGA, 5.0)
     changed = clock.now
-    with caplog.at_level(logging.INFO, logger="appliance.shape_follower"):
+    with caplog.at_level(logging.INFO, logger="appliance.daemon.shape_follower"):
         feed(follower, engines, clock, HD, HOLD_S - 0.2)
         assert engines.started == []
         assert "until that size has held 2 s" in follower.stats()["reason"]

@@ -1,11 +1,11 @@
-"""appliance/snapshot.py: annotated JPEGs of frames with faces, at most every interval, and on demand."""
+"""appliance/daemon/snapshots.py: annotated JPEGs of frames with faces, at most every interval, and on demand."""
 import collections
 
 import cv2
 import numpy as np
 
-from appliance.detections import Detections
-from appliance.snapshot import Snapshots
+from appliance.models.detections import Detections
+from appliance.daemon.snapshots import Snapshots
 
 Settings = collections.namedtuple("Settings", "enabled interval quality max_width")
 
@@ -60,14 +60,14 @@ def test_the_jpeg_is_annotated_and_no_wider_than_max_width():
 
 
 def test_a_frame_taller_than_jpeg_allows_is_scaled_to_fit():
-    from appliance.snapshot import encode
+    from appliance.daemon.snapshots import encode
     image = cv2.imdecode(np.frombuffer(encode(np.zeros((66000, 8, 3), np.uint8), 640, 80), np.uint8),
                          cv2.IMREAD_COLOR)
     assert image.shape[0] <= 65500
 
 
 def test_a_snapshot_that_cannot_be_made_is_counted_and_said_not_raised_into_the_pipeline(monkeypatch):
-    import appliance.snapshot as snapshot
+    import appliance.daemon.snapshots as snapshot
     clock = [0.0]
     snap, sent = snapshots(clock)
     monkeypatch.setattr(snapshot.cv2, "imencode", lambda *args: (False, None))

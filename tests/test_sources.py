@@ -1,6 +1,6 @@
 import pytest
 
-from appliance import sources
+from appliance.camera import sources
 
 
 @pytest.mark.parametrize("source, kind", [

@@ -107,7 +107,7 @@ def test_start_returns_only_once_ready_and_status_tells_the_phase(box, broker):
     status = box.run("systemctl", "status", "facewatch", "--no-pager").stdout
     assert 'Status: "detecting on {}/examples/demo/clip.avi"'.format(SOURCE_IN_BOX) in status, status
     wait_until(lambda: recorder.on("detections"), 30, message="detections from the service")
-    assert "appliance.app: detecting: camera" in journal(box)
+    assert "appliance.daemon.app: detecting: camera" in journal(box)
     assert box.show("facewatch", "User")["User"] == "facewatch"
     doctor = box.run("/opt/facewatch/venv/bin/facewatch", "doctor", "--config", "/etc/facewatch/facewatch.toml")
     assert "ok    systemd       facewatch.service active, enabled" in doctor.stdout, doctor.stdout

@@ -258,7 +258,7 @@ def nvcc(trt, monkeypatch):
 def test_frames_are_letterboxed_on_the_gpu_and_find_the_same_faces(trt, nvcc, model, tmp_path, frame_size):
     import cv2
     import numpy as np
-    from appliance.detector import Detector
+    from appliance.engine.detector import Detector
     manager = EngineManager(model, "tensorrt", str(tmp_path / "engines"), size=(640, 480))
     engine = manager.ensure("fp32")
     golden = cv2.resize(cv2.imread(model.golden["image"]), frame_size)
@@ -289,7 +289,7 @@ def test_without_nvcc_preprocessing_stays_on_the_cpu_and_says_why(trt, model, tm
 
 def test_tensorrt_is_served_from_one_inference_thread_whatever_is_asked(trt):
     from appliance.backends import load_backend, resolve_backend
-    from appliance.inference_plan import plan_inference
+    from appliance.daemon.inference_plan import plan_inference
     backend = load_backend(resolve_backend("auto"))
     plan = plan_inference(4, 0, (backend.max_workers, backend.workers_limit_reason), 8)
     assert backend.name == "tensorrt" and plan.workers == 1

@@ -4,7 +4,7 @@ import platform as host
 import onnxruntime
 
 from appliance.backends.base import Backend, Capabilities, InferenceSession, Int8Source
-from appliance.platform_facts import cpu_description, l4t_release
+from appliance.backends.platform_facts import cpu_description, l4t_release
 
 # Integer dot-product instructions: part of the engine key (ONNX Runtime's optimised model depends on them).
 INT8_ISA_FLAGS = ("avx512_vnni", "avx_vnni", "asimddp")

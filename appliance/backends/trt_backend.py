@@ -11,7 +11,7 @@ import tensorrt as trt
 
 from appliance.backends.base import Backend, Capabilities, Int8Source
 from appliance.backends.trt_common import implicit_quantization, make_logger, require
-from appliance.platform_facts import l4t_release
+from appliance.backends.platform_facts import l4t_release
 
 
 def gpu_facts():

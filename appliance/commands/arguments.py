@@ -3,7 +3,7 @@ import argparse
 import math
 import re
 
-from appliance import validators
+from appliance.config import validators
 
 
 def path(text):

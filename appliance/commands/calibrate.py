@@ -53,7 +53,7 @@ def prepare_outputs(paths):
 def check_qdq_model(model, qdq_bytes, threads):
     """The Q/DQ model must find the golden image's faces, as any engine must before serving."""
     from appliance.backends.ort_backend import OrtSession
-    from appliance.detector import Detector
+    from appliance.engine.detector import Detector
     from appliance.engine import acceptance
     from appliance.errors import FacewatchError
     with Detector(OrtSession(qdq_bytes, threads), model) as detector:
@@ -96,7 +96,7 @@ def run(args):
     from appliance.calibration.ranges import calibrate
     from appliance.files import file_sha256
     from appliance.manifest import load_model
-    from appliance.progress import ProgressBar
+    from appliance.commands.progress import ProgressBar
 
     table_path = os.path.abspath(args.out)
     fp32_path = companion_path(table_path, ".fp32.onnx")

@@ -10,11 +10,11 @@ def add_arguments(parser):
 
 
 def run(args):
-    from appliance import config as configuration
+    from appliance.config import schema as configuration
 
     path = args.config or configuration.default_path()
     config = configuration.load(path, required=True)
-    from appliance.sources import describe
+    from appliance.camera.sources import describe
     print("{}: ok (device {}, camera {}, broker {}:{})".format(
         path, configuration.device_id(config), describe(config.camera.source), config.mqtt.host, config.mqtt.port))
     return 0

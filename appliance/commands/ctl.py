@@ -92,7 +92,7 @@ def rebuild_args(args):
 
 def connection_settings(args):
     """(Controller keyword arguments, command key or None) from --config and the broker options."""
-    from appliance import config as configuration
+    from appliance.config import schema as configuration
     base = configuration.load(args.config, required=True) if args.config else configuration.defaults()
     mqtt = base.mqtt
     password_file = args.password_file or mqtt.password_file
@@ -107,7 +107,7 @@ def connection_settings(args):
 
 
 def follow_one(controller, sent, deadline, args):
-    from appliance.progress import ProgressBar
+    from appliance.commands.progress import ProgressBar
     bar, clocks = ProgressBar(), Clocks()
     try:
         for reply in controller.replies(sent, deadline):

@@ -1,7 +1,7 @@
 """`facewatch demo`: the whole daemon on the bundled clip, CPU backend, no camera needed.
 
 The daemon publishes to a private MQTT broker started on 127.0.0.1 for this run (mosquitto when installed,
-else amqtt: appliance.demo_broker) or to --broker HOST:PORT; a subscriber in the same process prints what
+else amqtt: appliance.commands.demo_broker) or to --broker HOST:PORT; a subscriber in the same process prints what
 arrives. At the end it writes the frame with the most faces, annotated, and scores the detections against
 the clip's ground truth.
 """
@@ -14,7 +14,7 @@ import time
 from appliance import untrusted
 from appliance.commands import arguments
 from appliance.errors import FacewatchError
-from appliance.paths import shown_home, user_cache_dir
+from appliance.config.paths import shown_home, user_cache_dir
 
 DEMO_DEVICE = "demo"
 MAX_SHOWN_MESSAGE = 1 << 20   # a message on the watched topics; another publisher's larger one is refused
@@ -35,8 +35,8 @@ def add_arguments(parser):
 
 
 def run(args):
-    from appliance import demo_broker
-    from appliance.app import App
+    from appliance.commands import demo_broker
+    from appliance.daemon.app import App
     from appliance.commands.run import ignore_late_signals, install_stop_handlers
     from appliance.images import annotate, check_image_destination, write_image
     from appliance.manifest import find_media_dir
@@ -85,7 +85,7 @@ def run(args):
 
 
 def demo_config(args, clip, host, port, cache_dir):
-    from appliance import config as configuration
+    from appliance.config import schema as configuration
     return configuration.build({
         "camera": {"source": clip, "loop": args.loop, "realtime": args.loop},
         "mqtt": {"host": host, "port": int(port), "device_id": DEMO_DEVICE, "protocol": "3.1.1"},
@@ -195,7 +195,7 @@ def ready_details(document):
 
 
 def summarise(best, watcher, truth_path):
-    from appliance.evaluation import match_counts
+    from appliance.engine.evaluation import match_counts
     with open(truth_path) as f:
         truth = {frame["frame"]: frame["faces"] for frame in json.load(f)["frames"]}
     frames = [(best.boxes_by_frame[i], truth[i]) for i in sorted(best.boxes_by_frame) if i in truth]

@@ -9,7 +9,7 @@ import os
 import sys
 
 from appliance.commands import arguments
-from appliance.config import SCHEMA
+from appliance.config.schema import SCHEMA
 from appliance.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
 
 DEFAULT_MIN_SCORE = SCHEMA["detections"]["min_score"].default
@@ -29,9 +29,9 @@ def add_arguments(parser):
 
 
 def run(args):
-    from appliance.detections import faces_as_json
+    from appliance.models.detections import faces_as_json
     from appliance.images import ImageError, ImageWriteFailed, annotate, read_image, write_image
-    from appliance.session import open_detector
+    from appliance.commands.detect_session import open_detector
 
     names = AnnotatedNames(args.annotate) if args.annotate else None
     unreadable = unwritten = 0

@@ -19,7 +19,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    from appliance import diagnostics as checks
+    from appliance.commands import diagnostics as checks
     findings = checks.python_version()
     on_jetson = os.path.exists("/etc/nv_tegra_release")
     findings += checks.packages(on_jetson) + checks.jetson_release()
@@ -46,8 +46,8 @@ def run(args):
 
 def load_config(path):
     """(Config or None, findings): the named file, else the installed one if it exists."""
-    from appliance import config as configuration
-    from appliance.diagnostics import FAIL, OK, WARN, finding
+    from appliance.config import schema as configuration
+    from appliance.commands.diagnostics import FAIL, OK, WARN, finding
     from appliance.errors import ConfigError
     path = path or configuration.default_path()
     if not os.path.lexists(path):
@@ -61,7 +61,7 @@ def load_config(path):
 
 def guarded(check, *config):
     """A check that breaks on this host is a warning, never the end of the report."""
-    from appliance.diagnostics import WARN, finding
+    from appliance.commands.diagnostics import WARN, finding
     try:
         return check(*config)
     except Exception as exc:  # doctor must report on a broken installation, whatever breaks in it
@@ -71,5 +71,5 @@ def guarded(check, *config):
 def without_credentials(item):
     """A finding as shown: a camera URL's credentials (userinfo, ?pwd=...) hidden wherever it is quoted, in
     an error message too."""
-    from appliance.sources import describe
+    from appliance.camera.sources import describe
     return item._replace(detail=describe(item.detail), hint=describe(item.hint))

@@ -46,7 +46,7 @@ def run(args):
 
 def cache_dir_and_why(args, config):
     """(the engine cache this command uses, why that one: words for a person)."""
-    from appliance.paths import default_cache_dir_and_why
+    from appliance.config.paths import default_cache_dir_and_why
     if args.cache_dir:
         return args.cache_dir, "--cache-dir"
     if config.engine.cache_dir:
@@ -65,10 +65,10 @@ def highest_missing(directory):
 
 
 def build(args):
-    from appliance import config as configuration
+    from appliance.config import schema as configuration
     from appliance.engine.setup import manager_for
-    from appliance.progress import ProgressBar
-    from appliance.shapes import describe
+    from appliance.commands.progress import ProgressBar
+    from appliance.engine.shapes import describe
     bar = ProgressBar()
 
     def report(**fields):
@@ -106,7 +106,7 @@ def cache_line(directory, why, created):
 
 def list_engines(args):
     """Only looks: no backend is loaded and nothing is created, so a read-only cache lists too."""
-    from appliance import config as configuration
+    from appliance.config import schema as configuration
     from appliance.engine.store import EngineStore, StoreError
     config = configuration.load(args.config, required=bool(args.config))
     directory, why = cache_dir_and_why(args, config)
@@ -132,7 +132,7 @@ def list_engines(args):
 def elsewhere(looked_at):
     """Where else engines are kept, as `--cache-dir` hints: the demo's cache (the user's own) always, the
     service's where it exists."""
-    from appliance.paths import shown_home, user_cache_dir
+    from appliance.config.paths import shown_home, user_cache_dir
     hints = []
     demo, service = user_cache_dir(), "/var/lib/facewatch/engines"
     if not same_folder(demo, looked_at):

@@ -38,8 +38,8 @@ def ignore_late_signals():
 
 
 def run(args):
-    from appliance import config as configuration
-    from appliance.app import App
+    from appliance.config import schema as configuration
+    from appliance.daemon.app import App
 
     config = configuration.load(args.config, required=True)
     stop_event = threading.Event()

@@ -12,9 +12,9 @@ import numpy as np
 
 from appliance.backends import load_backend
 from appliance.errors import BackendUnavailable
-from appliance.evaluation import greedy_matches
+from appliance.engine.evaluation import greedy_matches
 from appliance.images import read_image
-from appliance.shapes import describe
+from appliance.engine.shapes import describe
 
 Verdict = NamedTuple("Verdict", [("passed", bool), ("reason", str), ("mean_iou", float)])
 Reference = NamedTuple("Reference", [("faces", list), ("source", str)])
@@ -22,7 +22,7 @@ Reference = NamedTuple("Reference", [("faces", list), ("source", str)])
 
 def reference_for(model, size, settings=None):
     """The reference detections of the golden image at network size (width, height)."""
-    from appliance.detector import Detector
+    from appliance.engine.detector import Detector
     try:
         backend = load_backend("onnxruntime")
     except BackendUnavailable:

@@ -59,7 +59,7 @@ def run_build(job, on_progress, timeout=3600.0, cancel=None, heartbeat=None, sta
     Returns the build's seconds; raises BuildFailed, BuildCrashed, or Cancelled when `cancel` was set.
     """
     started = time.monotonic()
-    child = subprocess.Popen([sys.executable, "-m", "appliance.engine.worker"], stdin=subprocess.PIPE,
+    child = subprocess.Popen([sys.executable, "-m", "appliance.engine.build_child"], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, universal_newlines=True, start_new_session=True)
     events = queue.Queue()
     threading.Thread(target=_read_events, args=(child.stdout, events), name="build-output", daemon=True).start()

@@ -11,7 +11,7 @@ from typing import NamedTuple, Optional
 
 from appliance import files
 from appliance.backends import load_backend
-from appliance.detector import Detector
+from appliance.engine.detector import Detector
 from appliance.engine import acceptance, policy
 from appliance.engine.builder import BuildCrashed, BuildFailed, run_build
 from appliance.engine.key import engine_name, key_inputs
@@ -19,7 +19,7 @@ from appliance.engine.measure import fastest, latencies_ms
 from appliance.engine.store import EngineRejected, EngineStore, remove_path
 from appliance.errors import FacewatchError
 from appliance.images import read_image
-from appliance.shapes import describe
+from appliance.engine.shapes import describe
 
 log = logging.getLogger(__name__)
 

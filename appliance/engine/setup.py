@@ -3,8 +3,8 @@ from appliance.backends import resolve_backend
 from appliance.engine.manager import EngineManager
 from appliance.manifest import load_model
 from appliance.models import load_family
-from appliance.paths import default_cache_dir
-from appliance.shapes import DEFAULT_FRAME_SIZE, network_size
+from appliance.config.paths import default_cache_dir
+from appliance.engine.shapes import DEFAULT_FRAME_SIZE, network_size
 
 
 def configured_frame_size(config):

@@ -27,7 +27,7 @@ The sample, the same keys from either source; a field the source cannot tell is 
   disk           {"path", "free_mb", "percent"} of disk_path
   load           1, 5 and 15 minute load averages
 """
-from appliance.health.sources import JtopHost, PsutilHost, open_host_sensors
+from appliance.health.sensors import JtopHost, PsutilHost, open_host_sensors
 from appliance.health.sysfs import SysfsReader
 
 __all__ = ["JtopHost", "PsutilHost", "SysfsReader", "open_host_sensors"]

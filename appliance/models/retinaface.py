@@ -9,7 +9,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from appliance.detections import Detections, empty_detections
+from appliance.models.detections import Detections, empty_detections
 
 STEPS = (8, 16, 32)
 STRIDE = max(STEPS)   # the network input's height and width are multiples of it

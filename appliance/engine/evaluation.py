@@ -3,7 +3,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from appliance.detections import box_iou
+from appliance.models.detections import box_iou
 
 MatchCounts = NamedTuple("MatchCounts", [
     ("true_positives", int), ("false_positives", int), ("false_negatives", int), ("mean_iou", float)])

@@ -73,7 +73,7 @@ def packages(on_jetson):
 
 
 def jetson_release():
-    from appliance.platform_facts import l4t_release
+    from appliance.backends.platform_facts import l4t_release
     release = l4t_release()
     if not release:
         return [finding("jetson", OK, "not a Jetson (no /etc/nv_tegra_release)")]
@@ -126,7 +126,7 @@ def auto_precision(config, name, chosen, capabilities):
 def last_measurement(config, backend_name, candidates):
     """The figures `auto` last measured in this engine cache (its active record, else the engines' own)."""
     from appliance.engine.store import EngineStore, StoreError
-    from appliance.paths import default_cache_dir
+    from appliance.config.paths import default_cache_dir
     directory = config.engine.cache_dir or default_cache_dir()
     unmeasured = "not measured here yet: the first start (or `facewatch engines build`) measures them"
     try:
@@ -182,7 +182,7 @@ def opencv(config):
     def built_with(name):
         match = re.search(r"{}:\s*(\w+)".format(name), info)
         return bool(match) and match.group(1).upper() == "YES"
-    from appliance.sources import parse_source
+    from appliance.camera.sources import parse_source
     kind = safe_kind(parse_source, config.camera.source)
     gstreamer, ffmpeg = built_with("GStreamer"), built_with("FFMPEG")
     found = [finding("opencv", OK, "{} (GStreamer {}, FFmpeg {})".format(
@@ -206,7 +206,7 @@ def safe_kind(parse, source):
 
 def camera(config):
     """Open the configured camera and read one frame, within camera.open_timeout (+ a grace)."""
-    from appliance.camera import Camera, CameraError, open_capture
+    from appliance.camera.capture import Camera, CameraError, open_capture
     outcome = {}
 
     def attempt():
@@ -233,7 +233,7 @@ def camera(config):
 def broker(config):
     """Connect with the configured credentials and TLS, as the daemon would; then what bounds the size of
     the messages the broker may hand facewatch (packet_size)."""
-    from appliance import config as configuration
+    from appliance.config import schema as configuration
     from appliance.errors import FacewatchError
     from appliance.remote.client import Controller
 
@@ -353,7 +353,7 @@ def run_command(argv, timeout=5.0):
 def engine_cache(config):
     from appliance import files
     from appliance.engine.store import EngineStore, StoreError
-    from appliance.paths import default_cache_dir
+    from appliance.config.paths import default_cache_dir
     directory = config.engine.cache_dir or default_cache_dir()
     if not os.path.isdir(directory):
         return [finding("engine cache", OK, "{} does not exist yet: the first start builds an engine".format(directory))]

@@ -12,9 +12,11 @@ import os
 import socket
 from typing import Any, Callable, NamedTuple, Optional, Tuple
 
-from appliance import files, shipped, validators
+from appliance import files, shipped
+
+from appliance.config import validators
 from appliance.errors import ConfigError
-from appliance.sources import describe
+from appliance.camera.sources import describe
 
 try:
     import tomllib as toml_reader  # novermin (Python 3.11+; tomli below)

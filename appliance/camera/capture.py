@@ -16,7 +16,7 @@ import numpy as np
 
 from appliance import files
 from appliance.errors import FacewatchError
-from appliance.sources import SourceError, describe, parse_source
+from appliance.camera.sources import SourceError, describe, parse_source
 from appliance.timings import RateMeter
 
 log = logging.getLogger(__name__)

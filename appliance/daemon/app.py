@@ -9,26 +9,27 @@ import os
 import threading
 import time
 
-from appliance import config as configuration
-from appliance import __version__, validators
-from appliance.camera import Camera
-from appliance.detections import faces_as_json
+from appliance.config import schema as configuration
+from appliance import __version__
+from appliance.config import validators
+from appliance.camera.capture import Camera
+from appliance.models.detections import faces_as_json
 from appliance.errors import Cancelled, FacewatchError
-from appliance.host import open_host_sensors
-from appliance.homeassistant import Discovery
-from appliance.inference_plan import available_cpus, plan_inference
-from appliance.snapshot import SnapshotFailed, Snapshots
+from appliance.health import open_host_sensors
+from appliance.mqtt.homeassistant import Discovery
+from appliance.daemon.inference_plan import available_cpus, plan_inference
+from appliance.daemon.snapshots import SnapshotFailed, Snapshots
 from appliance.mqtt import topics as contract
 from appliance.mqtt.link import MqttLink, correlation_properties
-from appliance.paths import default_cache_dir, default_state_dir
-from appliance.pipeline import Pipeline
-from appliance.publish_policy import make_policy
-from appliance.rebuild import Rebuilder, warm_detectors
+from appliance.config.paths import default_cache_dir, default_state_dir
+from appliance.daemon.pipeline import Pipeline
+from appliance.daemon.publish_policy import make_policy
+from appliance.daemon.rebuild import Rebuilder, warm_detectors
 from appliance.remote.dispatcher import Dispatcher, checked_args
 from appliance.remote.envelope import Rejected
 from appliance.remote.replay import ReplayGuard
-from appliance.systemd_notify import Notifier
-from appliance.workers import Supervisor
+from appliance.daemon.systemd_notify import Notifier
+from appliance.daemon.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -371,7 +372,7 @@ class App:
 
     def _frame_size_seen(self, frame_size):
         """On an inference thread, every frame's size: the shape follower switches to the matching engine
-        once a new size has held (appliance.shape_follower)."""
+        once a new size has held (appliance.daemon.shape_follower)."""
         self.frame_size = frame_size
         self.rebuilder.frame_seen(frame_size)
 

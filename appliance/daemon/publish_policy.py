@@ -3,7 +3,7 @@ import time
 
 import numpy as np
 
-from appliance.detections import box_iou
+from appliance.models.detections import box_iou
 
 
 class EveryFrame:

@@ -1,4 +1,4 @@
-"""The build itself, in a child process: `python -m appliance.engine.worker` with the job as JSON on stdin.
+"""The build itself, in a child process: `python -m appliance.engine.build_child` with the job as JSON on stdin.
 
 Progress goes to stdout as JSON lines ({"event": "phase", "phase": ..., "progress": 0..1}); the last
 line is {"event": "done"} or {"event": "error", "message": ...}. A crash (OOM kill, a TensorRT abort)

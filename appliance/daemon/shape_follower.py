@@ -1,6 +1,6 @@
 """Which engine shape serves while the camera's frame size moves: a size is followed only once it has held.
 
-The engine is shaped to the frames (appliance.shapes); frames of another size are letterboxed into it,
+The engine is shaped to the frames (appliance.engine.shapes); frames of another size are letterboxed into it,
 which is correct but wastes pixels. The pipeline hands every frame's size to ShapeFollower.seen() (a
 comparison per frame); a size that needs another engine is followed only once it has held for HOLD_S
 and MIN_FRAMES frames, or BUILD_HOLD_S when its engine must be built first. So a camera flapping
@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 
-from appliance.shapes import describe
+from appliance.engine.shapes import describe
 
 log = logging.getLogger(__name__)
 

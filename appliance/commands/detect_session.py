@@ -1,7 +1,7 @@
 """Opening a detector for the shipped model on a chosen backend, for one-shot detection on images of any
 aspect (a square network input, letterboxed)."""
 from appliance.backends import load_backend, resolve_backend
-from appliance.detector import Detector
+from appliance.engine.detector import Detector
 from appliance.errors import UsageError
 from appliance.manifest import load_model
 from appliance.models import load_family
@@ -11,7 +11,7 @@ def open_detector(backend="auto", threads=0, min_score=None, model_name=None):
     """ONNX Runtime runs the shipped ONNX directly; TensorRT goes through the engine cache (built if missing)."""
     if min_score is not None and not 0.0 < min_score < 1.0:
         raise UsageError("--min-score must be between 0 and 1, got {}".format(min_score))
-    from appliance import config as configuration
+    from appliance.config import schema as configuration
     model = load_model(model_name)
     name = resolve_backend(backend)
     config = configuration.load()

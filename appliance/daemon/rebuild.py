@@ -7,7 +7,7 @@ and GPU share it) is at least twice the serving engine's file, plus the builder'
 BUILDER_OVERHEAD for the build process itself (TensorRT's and CUDA's libraries, ONNX parsing).
 One build at a time; a failed build leaves the serving engine in place and says why.
 
-The camera's frame size decides the engine's shape: the ShapeFollower (appliance.shape_follower) asks
+The camera's frame size decides the engine's shape: the ShapeFollower (appliance.daemon.shape_follower) asks
 for a switch once a new size has held, and switch() runs it as a rebuild that reuses the cached engine
 if there is one. At most two engines are open: the serving one and, where memory allows a hot rebuild,
 the one served before it, kept warm for a quick switch back; any other is closed before a new one is
@@ -21,8 +21,8 @@ from typing import NamedTuple
 from appliance import files
 from appliance.errors import Cancelled, FacewatchError
 from appliance.remote.envelope import Rejected
-from appliance.shape_follower import ShapeFollower
-from appliance.shapes import describe
+from appliance.daemon.shape_follower import ShapeFollower
+from appliance.engine.shapes import describe
 
 log = logging.getLogger(__name__)
 

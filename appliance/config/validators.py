@@ -6,7 +6,7 @@ import re
 import ssl
 
 from appliance import files
-from appliance.sources import SourceError, parse_source
+from appliance.camera.sources import SourceError, parse_source
 
 MAX_SECRET_BYTES = 64 * 1024
 MAX_PEM_BYTES = 1 << 20
