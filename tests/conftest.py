@@ -5,7 +5,9 @@ import sys
 import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.join(REPO_ROOT, "tests")   # the shared helpers (brokers, fakes, data) live here, beside the folders
 sys.path.insert(0, os.path.join(REPO_ROOT, "scripts"))
+sys.path.insert(0, TESTS)
 
 
 def run_cli(*args, **kwargs):

@@ -21,7 +21,7 @@ def fake_tensorrt(request, monkeypatch):
 
 
 def test_harness_the_fake_tensorrt_rejects_names_its_version_lacks(fake_tensorrt):
-    """tests/test_trt_backend.py trusts the fakes to fail a call to a name the real version lacks."""
+    """tests/backends/test_trt_backend.py trusts the fakes to fail a call to a name the real version lacks."""
     config = fake_tensorrt.Builder(fake_tensorrt.Logger()).create_builder_config()
     version = fake_tensorrt.__version__
     with warnings.catch_warnings():

@@ -15,8 +15,9 @@ from appliance.engine.manager import EngineManager
 from appliance.calibration import cache_format
 from appliance.files import file_sha256
 from appliance.manifest import CalibrationTable
+from conftest import TESTS
 
-FAKES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fakes")
+FAKES = os.path.join(TESTS, "fakes")
 VERSIONS = {"8.2.1": "nano", "8.6.1": "orin", "10.3.0": "orin", "11.1.0": "thor"}
 # The only deprecated name facewatch may touch: set_dynamic_range is TensorRT 10.x's sole implicit INT8 route.
 ALLOWED_DEPRECATIONS = {"10.3.0": {"ITensor.set_dynamic_range"}}

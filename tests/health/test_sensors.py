@@ -10,8 +10,9 @@ import psutil
 import pytest
 
 from appliance.health import PsutilHost, open_host_sensors
+from conftest import TESTS
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = TESTS
 FAKES = os.path.join(HERE, "fakes")
 SYSFS = os.path.join(HERE, "data", "sysfs")
 NANO, ORIN = os.path.join(SYSFS, "nano"), os.path.join(SYSFS, "orin")

@@ -27,8 +27,9 @@ from appliance.untrusted import Refused
 from appliance.daemon.supervisor import Supervisor
 from brokers import Mosquitto, Recorder, wait_until
 from figures import record
+from conftest import TESTS
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = TESTS
 BIG = 50 * 1000 * 1000
 
 
@@ -64,7 +65,8 @@ class LinkProcess:
     def __init__(self, port, protocol="5", device="hostile"):
         self.process = subprocess.Popen([sys.executable, os.path.abspath(__file__), str(port), protocol, device],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, universal_newlines=True,
-                                        cwd=HERE)
+                                        cwd=HERE, env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                                            [TESTS] + os.environ.get("PYTHONPATH", "").split(os.pathsep))))
         self.started = json.loads(self.process.stdout.readline())
         self.pid = self.process.pid
         ready = self.process.stdout.readline()

@@ -4,7 +4,7 @@ import shutil
 
 import cv2
 
-from conftest import run_cli
+from conftest import REPO_ROOT, run_cli
 
 # Face centres in the group photo, labelled by eye (x, y in pixels of the 1280x886 image).
 GROUP_FACE_CENTRES = [(110, 330), (324, 212), (519, 335), (792, 405), (956, 128), (1177, 336)]
@@ -72,7 +72,7 @@ def test_no_image_is_a_usage_error():
 
 def test_altered_model_is_refused(tmp_path):
     engines = tmp_path / "engines"
-    shutil.copytree(os.path.join(os.path.dirname(__file__), "..", "engines"), str(engines))
+    shutil.copytree(os.path.join(REPO_ROOT, "engines"), str(engines))
     with open(str(engines / "retinaface_mnet025.onnx"), "r+b") as f:
         f.seek(1000)
         f.write(b"\x00\x01")
