@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 Frame = NamedTuple("Frame", [
     ("image", object),        # BGR uint8 (H, W, 3)
     ("index", int),           # the source's frame counter; for a file, the frame's index in it
-    ("captured", float),      # time.monotonic() when grabbed
-    ("timestamp", float),     # time.time() when grabbed
+    ("captured", float),      # time.monotonic() when grabbed (a file's first frame: when the clip starts)
+    ("timestamp", float),     # time.time() when grabbed (likewise)
 ])
 
 CONNECTING, STREAMING, STALLED, RECONNECTING, ENDED, FAILED = (
@@ -138,8 +138,12 @@ class Camera:
             finally:
                 self._waiting -= 1
             frame = self._latest
-            self._handed = frame
             now = time.monotonic()
+            if self._handed_at is None and self.spec.kind == "file":
+                # A file's first frame waited for the pipeline (read early for its size): the clip starts now,
+                # and the frame is stamped so, not with the time the engine took to be ready.
+                frame = self._latest = frame._replace(captured=now, timestamp=time.time())
+            self._handed = frame
             if self._handed_at is not None:
                 self._handout_interval = ewma(self._handout_interval, now - self._handed_at)
             self._handed_at = now
@@ -218,7 +222,8 @@ class Camera:
         """Read until the source ends, stalls or we stop. -> (outcome, frames delivered).
 
         Every frame is grabbed; only those the pipeline will take are decoded (retrieve). A file's first
-        frame waits for the pipeline, so a clip plays from its start however long the engine takes."""
+        frame waits for the pipeline, so a clip plays from its start however long the engine takes; it is
+        stamped when handed out, as the clip starts (latest)."""
         is_file = self.spec.kind == "file"
         period = 1.0 / file_fps(capture) if is_file and self.settings.realtime else 0.0
         every_frame = is_file and not self.settings.realtime

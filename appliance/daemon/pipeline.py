@@ -1,9 +1,11 @@
 """capture -> inference (one or more threads) -> publish, joined by a bounded, ordered hand-over and one stop event.
 
-The camera thread keeps only the newest frame (older ones are counted as dropped). Each inference thread
-has its own detector and takes the camera's newest frame in turn with a ticket; it runs pre-processing,
-the engine and post-processing and times each. Results reach the publish thread in the order their frames
-were taken (InOrder), whichever thread finishes first, so detections are never published out of order.
+The camera thread keeps only the newest frame (older ones are counted as dropped). A frame grabbed before
+the pipeline started (left waiting while the engine was built) is skipped and counted (stale), never
+processed: its detections would be as late as the build was long. Each inference thread has its own
+detector and takes the camera's newest frame in turn with a ticket; it runs pre-processing, the engine
+and post-processing and times each. Results reach the publish thread in the order their frames were
+taken (InOrder), whichever thread finishes first, so detections are never published out of order.
 The publish thread serialises and hands results to MQTT, so a slow broker never holds the engine.
 Every frame's size is reported (on_frame_size), in frame order, so that the daemon can switch to the
 engine shaped for them once a size has held. Besides the serving detectors, one set may be kept open
@@ -116,6 +118,8 @@ class Pipeline:
         self.publish_rate = RateMeter()
         self.processed = 0
         self.paused_skipped = 0
+        self.stale_skipped = 0   # grabbed before the pipeline started: not processed
+        self._started_at = None
         self.idle = threading.Event()
         self._paused = threading.Event()
 
@@ -133,6 +137,7 @@ class Pipeline:
         return self._order.dropped
 
     def start(self, supervisor):
+        self._started_at = time.monotonic()
         for name, slot in zip(self.threads, self._slots):
             supervisor.start(name, lambda slot=slot: self._inference_loop(slot))
         supervisor.start("publish", self._publish_loop)
@@ -231,7 +236,7 @@ class Pipeline:
             ticket = self._order.ticket(timeout=0.5)
             if ticket is None:
                 return None
-            frame = self.camera.latest(timeout=0.5)
+            frame = self._fresh_frame(timeout=0.5)
             if frame is not None and self._paused.is_set():
                 self._count("paused_skipped")
                 frame = None
@@ -243,6 +248,17 @@ class Pipeline:
             self.idle.clear()
             self._on_frame_size((frame.image.shape[1], frame.image.shape[0]))
             return ticket, frame
+
+    def _fresh_frame(self, timeout):
+        """The camera's newest frame grabbed since the pipeline started, or None after `timeout` s. One grabbed
+        before (a live camera's, waiting while the engine was built) is skipped and counted, and the next one
+        taken. A file's frames wait for the pipeline and are stamped when the clip starts: none is skipped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = self.camera.latest(timeout=max(0.0, deadline - time.monotonic()))
+            if frame is None or frame.captured >= self._started_at:
+                return frame
+            self._count("stale_skipped")
 
     def _on_idle(self):
         """No frame taken: that is progress only while no other thread holds a frame (a stalled one does)."""
@@ -287,7 +303,7 @@ class Pipeline:
                     "publish": self.publish_rate.rate()},
             "latency_ms": self.timings.percentiles(),
             "dropped_frames": {"camera": self.camera.dropped, "queue": self.queue_dropped,
-                               "paused": self.paused_skipped},
+                               "paused": self.paused_skipped, "stale": self.stale_skipped},
             "processed": self.processed,
             "paused": self._paused.is_set(),
         }

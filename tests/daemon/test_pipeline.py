@@ -73,9 +73,15 @@ def run_pipeline():
     stop = threading.Event()
     running = []
 
-    def start(camera, detectors, **kwargs):
+    def start(camera, detectors, results=None, **kwargs):
+        """-> (pipeline, the detections published, supervisor); whole results also go to `results` if given."""
         published = []
-        pipeline = Pipeline(camera, detectors, lambda result: published.append(result.detections), stop,
+
+        def publish(result):
+            published.append(result.detections)
+            if results is not None:
+                results.append(result)
+        pipeline = Pipeline(camera, detectors, publish, stop,
                             queue_size=100000, **kwargs)   # the test publishes all: none dropped for a slow publisher
         supervisor = Supervisor(stop)
         pipeline.start(supervisor)
@@ -269,3 +275,74 @@ def test_parking_another_set_closes_the_one_parked_before():
     pipeline.park(second, "second")
     assert all(d.closed for d in first) and not any(d.closed for d in second)
     assert pipeline.unpark() == ("second", second) and pipeline.unpark() == (None, [])
+
+
+class AnyFrame(Detector):
+    """Takes a camera's real frames: its detections are the number of frames it has processed."""
+
+    def infer(self, tensor):
+        return len(self.frames)
+
+
+@pytest.fixture
+def camera_thread():
+    """Start a real Camera on `source` (its own thread); -> the camera once its first frame was grabbed."""
+    from appliance.config import schema as configuration
+    from appliance.camera.capture import Camera
+    stop = threading.Event()
+    threads = []
+
+    def start(source, **settings):
+        camera = Camera(configuration.defaults().camera._replace(source=source, **settings), stop)
+        thread = threading.Thread(target=camera.run, daemon=True)
+        thread.start()
+        threads.append(thread)
+        assert camera.wait_for_frame_size(WAIT) is not None, camera.problem()
+        return camera
+    yield start
+    stop.set()
+    for thread in threads:
+        thread.join(WAIT)
+        assert not thread.is_alive()
+
+
+BUILD = 1.5   # seconds the engine takes to be ready after the camera's first frame
+
+
+def test_a_live_cameras_frame_grabbed_while_the_engine_was_built_is_skipped_not_detected_late(
+        run_pipeline, camera_thread, clip):
+    """The first detection after start once came 2.1 s late: a frame grabbed before the engine was built."""
+    from mjpeg_server import MjpegCamera, load_jpegs
+    source = MjpegCamera(load_jpegs(clip[0], limit=10), fps=20.0).start()
+    try:
+        camera = camera_thread(source.url, stall_timeout=30.0)
+        source.hang()        # the frame grabbed stays the newest while the engine is being built
+        time.sleep(BUILD)
+        source.resume()
+        results = []
+        started = time.monotonic()
+        pipeline, published, _ = run_pipeline(camera, [AnyFrame()], results=results)
+        wait_for(lambda: results, "a detection")
+        first = results[0]
+        assert first.frame.captured >= started, "a frame grabbed {:.2f} s before the pipeline started".format(
+            started - first.frame.captured)
+        assert first.latency < BUILD / 2
+        assert pipeline.stats()["dropped_frames"]["stale"] == 1
+    finally:
+        source.kill()
+
+
+def test_a_files_first_frame_read_while_the_engine_was_built_is_detected_at_once_not_skipped(
+        run_pipeline, camera_thread, clip):
+    """A file's frames wait for the pipeline (realtime = false: every one): the clip plays from its first frame,
+    which was read before the engine was ready for the frame size, and is not late for that."""
+    path, truth = clip
+    camera = camera_thread(path, realtime=False)
+    time.sleep(BUILD)
+    results = []
+    started = time.monotonic()
+    pipeline, published, _ = run_pipeline(camera, [AnyFrame(), AnyFrame()], results=results)
+    wait_for(lambda: len(results) == len(truth["frames"]), "every frame of the clip")
+    assert [result.frame.index for result in results] == list(range(len(truth["frames"])))
+    assert results[0].frame.captured >= started and results[0].latency < BUILD / 2
+    assert pipeline.stats()["dropped_frames"]["stale"] == 0
