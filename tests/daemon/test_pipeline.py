@@ -73,16 +73,18 @@ def run_pipeline():
     stop = threading.Event()
     running = []
 
-    def start(camera, detectors, results=None, **kwargs):
-        """-> (pipeline, the detections published, supervisor); whole results also go to `results` if given."""
+    def start(camera, detectors, results=None, default_queue=False, **kwargs):
+        """-> (pipeline, the detections published, supervisor); whole results also go to `results` if given.
+        The queue to the publisher is made too large to drop any, unless `default_queue`."""
         published = []
 
         def publish(result):
             published.append(result.detections)
             if results is not None:
                 results.append(result)
-        pipeline = Pipeline(camera, detectors, publish, stop,
-                            queue_size=100000, **kwargs)   # the test publishes all: none dropped for a slow publisher
+        if not default_queue:
+            kwargs["queue_size"] = 100000   # the test publishes all: none dropped for a slow publisher
+        pipeline = Pipeline(camera, detectors, publish, stop, **kwargs)
         supervisor = Supervisor(stop)
         pipeline.start(supervisor)
         running.append((pipeline, supervisor))
@@ -158,13 +160,31 @@ def test_a_stalled_inference_thread_stops_progress_although_the_other_could_go_o
     assert published == list(range(1000))
 
 
-def test_a_slow_frame_among_eight_inference_threads_loses_no_result_with_the_default_queue():
-    pipeline = Pipeline(Frames(0), [Detector() for _ in range(8)], None, threading.Event())
-    order = pipeline._order
-    tickets = [order.ticket(0) for _ in range(16)]
-    for ticket in reversed(tickets):   # 15 frames finish while the first is slow, then all are released at once
-        order.put(ticket, ticket)
-    assert order.dropped == 0 and [order.get(0) for _ in range(16)] == list(range(16))
+class Until:
+    """Waited on as an Event: until `condition()` holds."""
+
+    def __init__(self, condition):
+        self.condition = condition
+
+    def wait(self, timeout):
+        deadline = time.monotonic() + timeout
+        while not self.condition():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+
+def test_a_slow_frame_among_eight_inference_threads_loses_no_result_with_the_default_queue(run_pipeline):
+    """Frame 0 is held until the 15 frames taken after it (the window of 16) were processed; then all 16
+    results reach the publisher at once, and the default queue has room for them."""
+    camera, detectors = Frames(16), []
+    others_done = Until(lambda: sum(len(detector.frames) for detector in detectors) == 15)
+    detectors.extend(Detector({0: others_done}) for _ in range(8))
+    pipeline, published, _ = run_pipeline(camera, detectors, default_queue=True)
+    wait_for(lambda: len(published) + pipeline.queue_dropped == 16, "every frame published or dropped")
+    assert pipeline.queue_dropped == 0   # telemetry's dropped_frames.queue
+    assert published == list(range(16))
 
 
 def test_stopping_with_a_stalled_thread_ends_every_other_thread_within_the_stop_timeout():
