@@ -1,18 +1,33 @@
-"""Inference backends, looked up by name and imported only when chosen.
+"""Inference backends, looked up by name and imported only when chosen; and the words that choose them.
+
+The vocabulary of the engine settings lives here, once: the backend names (AUTO and BACKENDS, in the
+order `auto` tries them) and the precisions (AUTO and PRECISIONS, fastest kind first). The configuration's
+choices, the command line's and the remote `rebuild` command's are these tuples, imported.
 
 Only the chosen backend's module is imported, so `tensorrt` and `pycuda` are never loaded on a host
 that runs ONNX Runtime, and ONNX Runtime is never needed on a Jetson running TensorRT. Each module
 defines a subclass of appliance.backends.base.Backend.
 """
+import collections
 import importlib
 
 from appliance.errors import BackendUnavailable, UsageError
 
-SUPPORTED_BACKENDS = {
-    "onnxruntime": ("appliance.backends.ort_backend", "OrtBackend"),
-    "tensorrt": ("appliance.backends.trt_backend", "TrtBackend"),
-}
-AUTO_ORDER = ("tensorrt", "onnxruntime")
+AUTO = "auto"
+
+# The precisions an engine is built in, fastest kind first: the order `auto` tries them and a fallback descends.
+PRECISIONS = ("int8", "fp16", "fp32")
+PRECISION_CHOICES = (AUTO,) + PRECISIONS
+
+TENSORRT = "tensorrt"
+ONNXRUNTIME = "onnxruntime"
+# name -> (module, class), in the order `auto` tries them.
+SUPPORTED_BACKENDS = collections.OrderedDict([
+    (TENSORRT, ("appliance.backends.trt_backend", "TrtBackend")),
+    (ONNXRUNTIME, ("appliance.backends.ort_backend", "OrtBackend")),
+])
+BACKENDS = tuple(SUPPORTED_BACKENDS)
+BACKEND_CHOICES = (AUTO,) + BACKENDS
 
 
 def load_backend(name):
@@ -20,8 +35,8 @@ def load_backend(name):
     try:
         module_name, class_name = SUPPORTED_BACKENDS[name]
     except KeyError:
-        raise UsageError("unknown backend {!r}; choose one of: auto, {}".format(
-            name, ", ".join(sorted(SUPPORTED_BACKENDS))))
+        raise UsageError("unknown backend {!r}; choose one of: {}, {}".format(
+            name, AUTO, ", ".join(sorted(SUPPORTED_BACKENDS))))
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -31,11 +46,11 @@ def load_backend(name):
 
 def resolve_backend(name):
     """`auto` becomes the first backend that imports here (TensorRT, then ONNX Runtime)."""
-    if name != "auto":
+    if name != AUTO:
         load_backend(name)
         return name
     reasons = []
-    for candidate in AUTO_ORDER:
+    for candidate in BACKENDS:
         try:
             load_backend(candidate)
             return candidate

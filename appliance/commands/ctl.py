@@ -15,6 +15,7 @@ import json
 import sys
 import time
 
+from appliance.backends import PRECISION_CHOICES
 from appliance.commands import arguments
 from appliance.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from appliance.untrusted import shown
@@ -47,7 +48,7 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true", help="print every reply or message as one JSON line")
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     rebuild = actions.add_parser("rebuild", help="build and swap in a new engine")
-    rebuild.add_argument("--precision", choices=["auto", "int8", "fp16", "fp32"],
+    rebuild.add_argument("--precision", choices=PRECISION_CHOICES,
                          help="default: the device's engine.precision")
     rebuild.add_argument("--force", action="store_true", help="build even if a valid engine is cached")
     actions.add_parser("status", help="engine, camera, pipeline and host of each device")

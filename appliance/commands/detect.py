@@ -8,6 +8,7 @@ import json
 import os
 import sys
 
+from appliance.backends import BACKEND_CHOICES, ONNXRUNTIME
 from appliance.commands import arguments
 from appliance.config.schema import SCHEMA
 from appliance.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
@@ -20,7 +21,7 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true", help="print one JSON object per image")
     parser.add_argument("--annotate", metavar="DIR", type=arguments.path,
                         help="write each image with its detections drawn into DIR (created if missing)")
-    parser.add_argument("--backend", default="onnxruntime", choices=["auto", "onnxruntime", "tensorrt"],
+    parser.add_argument("--backend", default=ONNXRUNTIME, choices=BACKEND_CHOICES,
                         help="default: %(default)s")
     parser.add_argument("--threads", type=arguments.THREADS, default=0,
                         help="ONNX Runtime threads, 0..256 (default 0: its own choice)")

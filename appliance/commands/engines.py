@@ -2,6 +2,7 @@
 import json
 import os
 
+from appliance.backends import AUTO, BACKEND_CHOICES, PRECISION_CHOICES
 from appliance.commands import arguments
 
 
@@ -20,7 +21,7 @@ CACHE_HELP = ("engine cache folder (default: engine.cache_dir, else $STATE_DIREC
 def add_arguments(parser):
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     build = actions.add_parser("build", help="build and check engines now", description=BUILD_DESCRIPTION)
-    build.add_argument("--precision", choices=["auto", "int8", "fp16", "fp32"], help="default: engine.precision")
+    build.add_argument("--precision", choices=PRECISION_CHOICES, help="default: engine.precision")
     build.add_argument("--force", action="store_true", help="rebuild even if a valid engine is cached")
     build.add_argument("--strict", action="store_true", help="refuse (exit 2) instead of falling back")
     build.add_argument("--frame-size", metavar="WxH", type=arguments.frame_size,
@@ -32,7 +33,7 @@ def add_arguments(parser):
     for sub in (build, listing):
         sub.add_argument("--config", metavar="PATH", type=arguments.path, help=CONFIG_HELP)
         sub.add_argument("--cache-dir", metavar="DIR", type=arguments.library_path, help=CACHE_HELP)
-    build.add_argument("--backend", choices=["auto", "tensorrt", "onnxruntime"], help="default: engine.backend")
+    build.add_argument("--backend", choices=BACKEND_CHOICES, help="default: engine.backend")
 
 
 def run(args):
@@ -190,5 +191,5 @@ def built_for_line(entry):
     if fallback:
         return "    built as a fallback: {}".format(fallback)
     if requested:
-        return "    built when {} was requested".format("auto" if requested == "auto" else str(requested).upper())
+        return "    built when {} was requested".format(AUTO if requested == AUTO else str(requested).upper())
     return ""

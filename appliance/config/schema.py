@@ -13,6 +13,7 @@ import socket
 from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 from appliance import files, shipped
+from appliance.backends import BACKEND_CHOICES, PRECISION_CHOICES, TENSORRT
 
 from appliance.config import validators
 from appliance.errors import ConfigError
@@ -92,8 +93,8 @@ SCHEMA = collections.OrderedDict([
         ("max_width", field(int, 640, 64, 7680)),
     ])),
     ("engine", collections.OrderedDict([
-        ("backend", field(str, "auto", choices=("auto", "tensorrt", "onnxruntime"))),
-        ("precision", field(str, "auto", choices=("auto", "int8", "fp16", "fp32"))),
+        ("backend", field(str, "auto", choices=BACKEND_CHOICES)),
+        ("precision", field(str, "auto", choices=PRECISION_CHOICES)),
         ("cache_dir", field(str, "", check=validators.folder_path)),
         ("threads", field(int, 0, 0, 256)),
         ("workers", field(int, 0, 0, 16)),
@@ -268,7 +269,7 @@ def check_relations(sections):
         if problem:
             errors.append((tls, "mqtt.tls_cert: " + problem))
     engine = sections["engine"]
-    if engine.backend == "tensorrt" and engine.workers > 1:
+    if engine.backend == TENSORRT and engine.workers > 1:
         errors.append((("engine.backend", "engine.workers"), "engine.workers: TensorRT serves from one inference "
                        "thread; set 0 (auto) or 1 with engine.backend = \"tensorrt\""))
     if mqtt.password_file and not mqtt.username:

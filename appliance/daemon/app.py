@@ -11,6 +11,7 @@ import time
 
 from appliance.config import schema as configuration
 from appliance import __version__
+from appliance.backends import PRECISION_CHOICES
 from appliance.config import validators
 from appliance.camera.capture import Camera
 from appliance.models.detections import faces_as_json
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 # While a first-boot build runs, each heartbeat pushes systemd's start timeout this far ahead.
 BUILD_TIMEOUT_EXTENSION = 30.0
 THREAD_STOP_TIMEOUT = 5.0
-REBUILD_PRECISIONS = ("auto", "int8", "fp16", "fp32")
 
 
 def plural(count, noun):
@@ -334,7 +334,7 @@ class App:
     # --- commands ----------------------------------------------------------------------------------------
 
     def _rebuild_command(self, command):
-        args = checked_args(command, {"precision": (str, REBUILD_PRECISIONS, self.config.engine.precision),
+        args = checked_args(command, {"precision": (str, PRECISION_CHOICES, self.config.engine.precision),
                                       "force": (bool, None, False)})
         if self.rebuilder is None:
             raise Rejected("facewatch is still starting ({}); order a rebuild once it detects".format(self.phase))

@@ -8,10 +8,9 @@ is refused.
 """
 from typing import NamedTuple, Optional
 
+from appliance.backends import AUTO, PRECISION_CHOICES, PRECISIONS
 from appliance.backends.base import Capabilities  # noqa: F401 - the policy's input, declared with the backends
 from appliance.errors import UsageError
-
-PRECISIONS = ("int8", "fp16", "fp32")
 
 Decision = NamedTuple("Decision", [("precision", str), ("fallback_reason", Optional[str]), ("choice_reason", str)])
 
@@ -39,11 +38,12 @@ def buildable(capabilities):
 
 
 def choose(requested, capabilities, strict=False):
-    if requested == "auto":
+    if requested == AUTO:
         precision = buildable(capabilities)[0]
         return Decision(precision, None, auto_reason(precision, capabilities))
     if requested not in PRECISIONS:
-        raise UsageError("precision must be auto, int8, fp16 or fp32, got {!r}".format(requested))
+        raise UsageError("precision must be {} or {}, got {!r}".format(
+            ", ".join(PRECISION_CHOICES[:-1]), PRECISION_CHOICES[-1], requested))
     reason = why_not(requested, capabilities)
     if reason is None:
         return Decision(requested, None, "{} requested".format(requested.upper()))
@@ -67,4 +67,4 @@ def next_precision(precision, capabilities):
     for candidate in PRECISIONS[PRECISIONS.index(precision) + 1:]:
         if why_not(candidate, capabilities) is None:
             return candidate
-    return "fp32"
+    return PRECISIONS[-1]

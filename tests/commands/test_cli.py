@@ -149,3 +149,18 @@ def test_a_full_standard_output_is_one_clear_line_and_exit_1():
                                 stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip() == "facewatch detect: cannot write to standard output: No space left on device"
+
+
+def test_the_command_line_offers_the_configurations_precisions_and_backends():
+    """One vocabulary: `ctl rebuild`, `engines build` and `detect` choose from engine.precision's and
+    engine.backend's own choices (appliance.backends), not from lists of their own."""
+    def choices(words, option):
+        parser = cli.build_parser()
+        for word in words:
+            parser = next(a for a in parser._actions if a.dest in ("command", "action")).choices[word]
+        return next(a for a in parser._actions if option in a.option_strings).choices
+    engine = SCHEMA["engine"]
+    assert choices(["ctl", "rebuild"], "--precision") is engine["precision"].choices
+    assert choices(["engines", "build"], "--precision") is engine["precision"].choices
+    assert choices(["engines", "build"], "--backend") is engine["backend"].choices
+    assert choices(["detect"], "--backend") is engine["backend"].choices
