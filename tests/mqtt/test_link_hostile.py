@@ -45,13 +45,15 @@ class Link:
     def __init__(self, port, protocol="5", device="hostile", **mqtt):
         self.stop_event = threading.Event()
         self.link = MqttLink(settings(port, protocol, **mqtt), Topics("facewatch", device))
-        self.link.start(Supervisor(self.stop_event))
+        self.supervisor = Supervisor(self.stop_event)
+        self.link.start(self.supervisor)
 
     def __getattr__(self, name):
         return getattr(self.link, name)
 
     def alive(self):
-        return self.link._worker.is_alive()
+        """The link's network thread runs, as the daemon's supervisor sees it."""
+        return "mqtt" in self.supervisor.alive()
 
     def stop(self):
         if not self.stop_event.is_set():
@@ -107,6 +109,18 @@ def close(publisher):
     publisher.disconnect()
 
 
+def retained_instance(port, device="hostile"):
+    """The instance record the broker retains for `device` (as a new subscriber gets it), parsed; None if none."""
+    fresh = Recorder(port, "facewatch/{}/instance".format(device))
+    try:
+        fresh.subscribed.wait(10)
+        time.sleep(0.2)   # a retained message comes right after the subscription
+        last = fresh.last("instance")
+        return json.loads(last) if last else None
+    finally:
+        fresh.close()
+
+
 # --- the size of what the broker may hand us ------------------------------------------------------------
 
 def test_an_mqtt5_link_asks_the_broker_for_packets_of_at_most_64_kib():
@@ -121,29 +135,34 @@ def test_an_mqtt5_link_asks_the_broker_for_packets_of_at_most_64_kib():
 def test_50_mb_publishes_on_the_command_and_instance_topics_never_reach_an_mqtt5_link(mosquitto):
     publisher = client(mosquitto.port)
     child = None
+    large = []   # the topics of the large publishes, as they are made
+
+    def publish_large(topic, payload, retain=False):
+        publish(publisher, topic, payload, retain=retain)
+        large.append(topic)
     try:
         # retained before the link subscribes (delivered at SUBSCRIBE), and live after
-        publish(publisher, "facewatch/hostile/cmd/status", b"{" * BIG, retain=True)
-        publish(publisher, "facewatch/hostile/instance", b"[" * BIG, retain=True)
+        publish_large("facewatch/hostile/cmd/status", b"{" * BIG, retain=True)
+        publish_large("facewatch/hostile/instance", b"[" * BIG, retain=True)
         child = LinkProcess(mosquitto.port, "5")
         before = child.report()
         for topic in ("facewatch/hostile/cmd/status", "facewatch/all/cmd/rebuild", "facewatch/hostile/instance"):
-            publish(publisher, topic, b"x" * BIG)
-        publish(publisher, "facewatch/hostile/cmd/snapshot", b"y" * BIG, retain=True)
+            publish_large(topic, b"x" * BIG)
+        publish_large("facewatch/hostile/cmd/snapshot", b"y" * BIG, retain=True)
         command = b'{"v":1,"id":"after","command":"status"}'
         publish(publisher, "facewatch/hostile/cmd/status", command)
         wait_until(lambda: ["hostile", "status", len(command)] in child.report()["commands"], 30,
                    message="the normal command after the large ones")
         after = child.report()
         grown = (after["peak_rss"] - child.started["rss"]) / 1e6
-        record("50 MB publishes on the command and instance topics, MQTT 5 link", publishes=6,
+        record("50 MB publishes on the command and instance topics, MQTT 5 link", publishes=len(large),
                payload_mb=BIG / 1e6, peak_rss_growth_mb=round(grown, 1),
                rss_growth_mb=round((after["rss"] - child.started["rss"]) / 1e6, 1))
         assert grown < 8, (child.started, before, after)
         assert after["alive"] and after["stats"]["connected"] and after["stats"]["connects"] == 1, after
         assert after["problem"] == "", after
         assert after["commands"] == [["hostile", "status", len(command)]], after["commands"]
-        assert mosquitto.log().count("Dropping too large outgoing PUBLISH") >= 6, mosquitto.log()[-2000:]
+        assert mosquitto.log().count("Dropping too large outgoing PUBLISH") >= len(large), mosquitto.log()[-2000:]
     finally:
         if child:
             child.stop()
@@ -192,6 +211,7 @@ def test_garbage_on_the_instance_topic_is_counted_and_answered_never_a_dead_thre
     publisher = client(mosquitto.port)
     try:
         wait_until(link.connected.is_set, 10, message="the link to connect")
+        ours = wait_until(lambda: observer.last("instance"), 10, message="our record")
         for payload in GARBAGE_RECORDS:
             publish(publisher, "facewatch/hostile/instance", payload, retain=True)
         # MQTT 5: the broker does not even deliver the 1 MB one
@@ -203,8 +223,7 @@ def test_garbage_on_the_instance_topic_is_counted_and_answered_never_a_dead_thre
         wait_until(lambda: observer.on("probe"), 10, message="a message published after the garbage")
         # our record is published again (at most every CORRECTION_INTERVAL), and is the retained one
         late = Recorder(mosquitto.port, "facewatch/hostile/instance")
-        wait_until(lambda: link._instance["instance"] in (late.last("instance") or ""), 20,
-                   message="our record restored")
+        wait_until(lambda: late.last("instance") == ours, 20, message="our record restored")
         assert 1 <= link.stats()["instance_corrected"] <= 4
         late.close()
     finally:
@@ -220,7 +239,7 @@ def test_a_garbled_record_retained_at_a_reconnect_is_not_a_second_instance(tmp_p
     broker = Mosquitto(tmp_path).start()
     link = Link(broker.port, "3.1.1", reconnect_min=1.5, reconnect_max=3.0)
     try:
-        wait_until(lambda: link._instance_acknowledged, 10, message="our record acknowledged")
+        wait_until(lambda: retained_instance(broker.port), 10, message="our record retained")
         broker.stop()
         wait_until(lambda: not link.connected.is_set(), 10, message="the link to notice")
         broker = Mosquitto(tmp_path, port=broker.port).start()
@@ -301,14 +320,15 @@ def test_the_later_of_two_instances_with_one_device_id_backs_off(mosquitto, prot
         assert status_changes(settled) <= 12, settled
         problem = later.problem()
         assert "backs off" in problem and "publishes nothing" in problem, problem
-        assert "the process {} on host {}".format(earlier.pid, report["host"]) in problem, problem
+        retained = json.loads(watcher.last("instance"))
+        assert "the process {} on host {}".format(earlier.pid, retained["host"]) in problem, problem
         assert later.stats()["connected"] is False and later.stats()["backing_off"] is True
         assert not later.publish("facewatch/hostile/detections", "x", qos=1)
         assert later.stats()["dropped_by_cause"].get(SECOND_INSTANCE, 0) >= 1
         # the earlier one runs on, its report of the takeover cleared once its connection held
         assert report["stats"]["connected"] and not report["stats"]["backing_off"], report
         assert report["problem"] == "", report
-        assert json.loads(watcher.last("instance"))["pid"] == earlier.pid
+        assert retained["pid"] == earlier.pid
     finally:
         if later:
             later.stop()
@@ -323,21 +343,21 @@ def test_the_backed_off_instance_tries_quietly_stays_out_while_the_other_runs_an
     watcher = Recorder(mosquitto.port, "facewatch/hostile/#")
     watcher.subscribed.wait(10)
     earlier = Link(mosquitto.port)
-    wait_until(lambda: earlier._instance_acknowledged, 10, message="the earlier one's record")
+    first = wait_until(lambda: retained_instance(mosquitto.port), 10, message="the earlier one's record retained")
     later = Link(mosquitto.port)
     try:
         wait_until(lambda: later.stats()["backing_off"], 15, message="the later one to back off")
         # tries after 1, 2, 4 s, each taken back by the earlier one
         wait_until(lambda: "tries again in 8 s" in later.problem(), 20, message="three quiet tries")
         assert earlier.connected.is_set() or wait_until(earlier.connected.is_set, 5)
-        assert all(json.loads(p)["instance"] == earlier._instance["instance"]
-                   for p, _ in watcher.on("instance")[-3:])
+        assert all(json.loads(p)["instance"] == first["instance"] for p, _ in watcher.on("instance")[-3:])
         earlier.stop()
         wait_until(later.connected.is_set, 30, message="the later one to publish again")
         assert later.problem() == "" and not later.stats()["backing_off"]
         wait_until(lambda: watcher.last("status") == "online", 5, message="online, from the later one")
-        wait_until(lambda: json.loads(watcher.last("instance"))["instance"] == later._instance["instance"], 5,
+        wait_until(lambda: json.loads(watcher.last("instance"))["instance"] != first["instance"], 5,
                    message="the later one's record")
+        assert json.loads(watcher.last("instance"))["started"] >= first["started"]
         assert later.publish("facewatch/hostile/detections", "y", qos=1)
         wait_until(lambda: ("y", False) in watcher.on("detections"), 5, message="a detection from the later one")
     finally:
@@ -368,7 +388,7 @@ def main(port, protocol, device):
     for line in sys.stdin:
         if line.strip() == "report":
             print(json.dumps({"stats": link.stats(), "problem": link.problem(), "commands": commands,
-                              "alive": link.alive(), "host": link._instance["host"], "rss": me.memory_info().rss,
+                              "alive": link.alive(), "rss": me.memory_info().rss,
                               "peak_rss": peak[0]}), flush=True)
         else:
             break
