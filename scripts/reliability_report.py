@@ -72,9 +72,20 @@ ROWS = [
     ("image declaring 30000x30000 pixels", "refused before decoding",
      "tests/test_images.py::test_a_png_declaring_30000_by_30000_is_refused_before_decoding",
      "a {file_bytes}-byte file refused; peak RSS of the whole process {peak_rss_mb} MB"),
-    ("soak 90 s", "RSS, fds and threads flat after warm-up",
+    ("soak 90 s", "RSS grows at most 120 MB/h and climbs at most 48 MB after warm-up (a step is not a leak: see "
+     "below); fds and threads flat",
      RELIABILITY + "::test_a_long_run_keeps_memory_descriptors_and_threads_flat",
-     "{frames_per_s} frames/s; RSS +{rss_growth_mb} MB; fds {fds}; threads {threads}"),
+     "{frames_per_s} frames/s; RSS {growth_mb_per_h} MB/h, largest step +{largest_step_mb} MB, climb "
+     "{rise_mb} MB ({rss_mb} MB); fds {fds}; threads {threads}"),
+    ("soak, daemon with one backlog", "the issue's failure on purpose: a one-time RSS step (the frames queued "
+     "once) passes",
+     RELIABILITY + "::test_the_soak_passes_a_daemon_whose_rss_steps_once_after_a_backlog",
+     "RSS climbed {rise_mb} MB (largest step +{largest_step_mb} MB) and grew {growth_mb_per_h} MB/h: passed; "
+     "{frames_per_s} frames/s"),
+    ("soak, daemon leaking 64 KB a frame", "the same judgement catches it",
+     RELIABILITY + "::test_the_soak_catches_a_daemon_that_leaks_64_kb_a_frame",
+     "{growth_mb_per_h} MB/h measured, {leaked_mb_per_h} MB/h leaked ({frames_per_s} frames/s x 64 KB); "
+     "caught: {caught}"),
     ("per-device MQTT ACLs", "no device reads or writes another's topics (judged by what is delivered)",
      RELIABILITY + "::test_per_device_acls_keep_each_device_to_its_own_topics",
      "{forged_delivered} forged messages delivered; {foreign_messages_read} foreign messages read; "
@@ -92,6 +103,43 @@ ROWS = [
      "{replays_executed} replays executed in {cases} cases (record a folder, a FIFO, 10,000 ids from 2096, not "
      "JSON, or sound; clock +150 s and back, -150 s and forward, steady; each also after a restart)"),
 ]
+
+
+# Below the table: what the soak judges, and what the 9 MB of issue 19 was. Measured once, by hand, not by
+# the run that renders the table; regenerating keeps it.
+SOAK_NOTES = """\
+## The soak: a step is not a leak
+
+The soak rows judge how fast RSS grows, not how far it moved (`tests/soak.py`). RSS is read ten times a second
+and each second's lowest reading kept (what stays, not a frame passing through); the first fifth of the window
+is warm-up; the rest is cut into five parts and a least-squares slope fitted to each. The second-lowest slope,
+RSS grew at least that fast in four parts of five, must stay within 120 MB/h, and the whole climb within 48
+MB. A step lands in one part, a leak in all five. The same judgement passes the healthy daemon and the
+backlogged one and catches the leaking one (rows above; the faults are injected by `tests/fault_runner.py`,
+none in shipped code). 120 MB/h is 1 KB a frame at 33 frames/s: healthy daemons measured at most 43 MB/h over
+30 s windows and 21 MB/h over 90 s ones on a loaded 2-core host, a 64 KB a frame leak 1,470 MB/h at 8
+frames/s, 7,600 at 33 and 10,800-13,700 at 57-59. A slower leak than the bound is more than a 90 s window can
+tell from steps. The climb cap is twice what the pipeline can hold at once beyond its steady state on the VGA
+clip (16 frames and two input tensors, about 22 MB), so a leak in bursts cannot pass as steps.
+
+What the 9 MB of issue 19 was (237.88 to 246.85 MB in the 90 s soak on Python 3.13; measured 2026-12-03 on a
+2-core Xeon with AVX-512 VNNI, Python 3.13.0, glibc 2.36, the daemon on the demo clip as fast as it goes): a
+one-time step, not growth. The ordered hand-over from the inference threads to the publish thread holds up to
+12 results, each with its 640x480 frame (0.88 MiB); when the publish thread falls behind on a loaded host, it
+fills. Frames are malloc'd above glibc's first mmap threshold (128 KiB), but glibc raises that threshold to
+the size of the first mapped block freed, so from then on frames come from the malloc arenas, which keep freed
+memory for reuse rather than hand it back: RSS keeps the high-water mark of frames alive at once. Holding the
+publish thread for 2 s filled the hand-over (13 results) and raised RSS from 256.4 to 266.9 MB, where it
+stayed; meanwhile malloc's bytes in use went 124.8, 136.3, 124.9 MB and tracemalloc's traced memory (numpy's
+frames included) 38.2, 49.6, 38.2 MB: every frame was freed, the arenas kept the room (their free bytes +10.5
+MB). Seven more such stalls 15 s apart added 2.1 MB in all: the arenas reuse their room. With
+`MALLOC_MMAP_THRESHOLD_=524288` (each frame mapped and unmapped) the same stall raised RSS by 11.5 MB for one
+second and it fell back. About ten frames are the issue's 8.97 MB. It is not Python 3.13's: the backlog makes
+the same step on 3.6 (10.5-11.3 MB in four runs); 3.13 is where the 90 s soak runs (3.6 runs it for 30 s, 3.8
+and 3.10 leave the slow tests out), and the issue's 10-minute 3.11 run stepped 3.6 MB by 70 s, then stayed
+flat. Without a backlog, 300 s on 3.13 stayed within 235.2-237.4 MB. The step scales with the frame: about 16
+frames of 6 MB at 1080p.
+""".splitlines()
 
 
 def run_tests(figures_path, pytest_args):
@@ -125,7 +173,7 @@ def render(figures, status):
         measured = figures.get(fault)
         text = shape.format(**measured) if measured else "not measured in this run"
         lines.append("| {} | {} | {} | `{}` |".format(fault, expected, text, node))
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + [""] + SOAK_NOTES) + "\n"
 
 
 def main():
