@@ -17,7 +17,7 @@ import tempfile
 import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RELIABILITY = "tests/test_reliability.py"
+RELIABILITY = "tests/daemon/test_reliability.py"
 
 # (fault recorded by the test, what is promised, the pytest node that measures it, how to show the figures)
 ROWS = [

@@ -15,7 +15,7 @@ which one step crosses, but a growth rate that one, two or three steps cannot fa
   so that a leak in bursts cannot pass as steps.
 
 The same `judge` passes the healthy soak and catches the daemon that tests/fault_runner.py makes leak
-(tests/test_reliability.py), and is checked on synthetic series (tests/test_soak_judgement.py).
+(tests/daemon/test_reliability.py), and is checked on synthetic series (tests/test_soak_judgement.py).
 """
 import collections
 import os

@@ -1,6 +1,6 @@
 """The soak's judgement (tests/soak.py) on series whose truth is known: a step is not a leak, a slope is,
 noise is neither. The same judge() passes the real healthy soak and catches the real leaking daemon
-(tests/test_reliability.py)."""
+(tests/daemon/test_reliability.py)."""
 import os
 import random
 
