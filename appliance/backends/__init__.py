@@ -6,7 +6,8 @@ choices, the command line's and the remote `rebuild` command's are these tuples,
 
 Only the chosen backend's module is imported, so `tensorrt` and `pycuda` are never loaded on a host
 that runs ONNX Runtime, and ONNX Runtime is never needed on a Jetson running TensorRT. Each module
-defines a subclass of appliance.backends.base.Backend.
+defines a subclass of appliance.backends.base.Backend. The choice is made once (choose_backend) and the
+Backend object is passed along; only the build child, another process, loads one again by name.
 """
 import collections
 import importlib
@@ -44,16 +45,26 @@ def load_backend(name):
     return getattr(module, class_name)()
 
 
-def resolve_backend(name):
-    """`auto` becomes the first backend that imports here (TensorRT, then ONNX Runtime)."""
+def choose_backend(name):
+    """The Backend that engine.backend (or --backend) `name` means here: that one, or for `auto` the first
+    that imports (TensorRT, then ONNX Runtime). BackendUnavailable says why none can be used."""
     if name != AUTO:
-        load_backend(name)
-        return name
+        return load_backend(name)
     reasons = []
     for candidate in BACKENDS:
         try:
-            load_backend(candidate)
-            return candidate
+            return load_backend(candidate)
         except BackendUnavailable as exc:
             reasons.append(str(exc))
     raise BackendUnavailable("no inference backend is usable: " + "; ".join(reasons))
+
+
+def backend_of(backend):
+    """`backend` itself when it is a Backend already (chosen once, passed along); a name is chosen here
+    (scripts and tests name one)."""
+    return choose_backend(backend) if isinstance(backend, str) else backend
+
+
+def resolve_backend(name):
+    """The name of the backend choose_backend(name) lands on."""
+    return choose_backend(name).name

@@ -1,26 +1,26 @@
 """Opening a detector for the shipped model on a chosen backend, for one-shot detection on images of any
 aspect (a square network input, letterboxed)."""
-from appliance.backends import load_backend, resolve_backend
+from appliance.backends import AUTO, ONNXRUNTIME, choose_backend
 from appliance.engine.detector import Detector
 from appliance.errors import UsageError
 from appliance.manifest import load_model
 from appliance.models import load_family
 
 
-def open_detector(backend="auto", threads=0, min_score=None, model_name=None):
+def open_detector(backend=AUTO, threads=0, min_score=None, model_name=None):
     """ONNX Runtime runs the shipped ONNX directly; TensorRT goes through the engine cache (built if missing)."""
     if min_score is not None and not 0.0 < min_score < 1.0:
         raise UsageError("--min-score must be between 0 and 1, got {}".format(min_score))
     from appliance.config import schema as configuration
     model = load_model(model_name)
-    name = resolve_backend(backend)
+    chosen = choose_backend(backend)
     config = configuration.load()
-    if name != "onnxruntime":
-        return _engine_detector(config, name, threads, min_score)
+    if chosen.name != ONNXRUNTIME:
+        return _engine_detector(config, chosen, threads, min_score)
     settings = load_family(model.family).DEFAULT_SETTINGS
     if min_score is not None:
         settings = settings._replace(min_score=min_score)
-    session = load_backend(name).open_engine(model.onnx_path, threads)
+    session = chosen.open_engine(model.onnx_path, threads)
     side = config.engine.input_size
     return Detector(session, model, settings, (side, side))
 

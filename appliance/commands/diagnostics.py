@@ -90,11 +90,11 @@ def read_text(path):
 
 
 def backend(config):
-    from appliance.backends import load_backend, resolve_backend
+    from appliance.backends import choose_backend
     from appliance.errors import FacewatchError
     try:
-        name = resolve_backend(config.engine.backend)
-        chosen = load_backend(name)
+        chosen = choose_backend(config.engine.backend)
+        name = chosen.name
         capabilities = chosen.capabilities(load_model())
     except FacewatchError as exc:
         return [finding("backend", FAIL, str(exc), "set engine.backend to one installed here")]
@@ -110,9 +110,10 @@ def backend(config):
 def auto_precision(config, name, chosen, capabilities):
     """What engine.precision = auto chooses here and why: by measuring (no benchmark here: the figures of the
     last measurement in the engine cache), or by the platform's flags."""
+    from appliance.backends import AUTO
     from appliance.engine import policy
     candidates = policy.buildable(capabilities)
-    configured = "" if config.engine.precision == "auto" else \
+    configured = "" if config.engine.precision == AUTO else \
         "engine.precision = {}, so auto is not used; ".format(config.engine.precision)
     if chosen.measure_candidates and len(candidates) > 1:
         return configured + "auto measures {} at the first build and keeps the faster; {}".format(

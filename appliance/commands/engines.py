@@ -66,6 +66,7 @@ def highest_missing(directory):
 
 
 def build(args):
+    from appliance.backends import choose_backend
     from appliance.config import schema as configuration
     from appliance.engine.setup import manager_for
     from appliance.commands.progress import ProgressBar
@@ -77,10 +78,10 @@ def build(args):
             bar.update("{} {}".format(fields["precision"], fields.get("phase") or ""), fields.get("progress") or 0.0,
                        fields.get("eta_s"))
     config = configuration.load(args.config, required=bool(args.config))
+    backend = choose_backend(args.backend or config.engine.backend)
     directory, why = cache_dir_and_why(args, config)
     created = highest_missing(directory)
-    manager = manager_for(config, backend=args.backend, cache_dir=directory, report=report,
-                          frame_size=args.frame_size)
+    manager = manager_for(config, backend=backend, cache_dir=directory, report=report, frame_size=args.frame_size)
     requested = args.precision or config.engine.precision
     try:
         engine = manager.ensure(requested, force=args.force, strict=args.strict)

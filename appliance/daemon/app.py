@@ -11,7 +11,7 @@ import time
 
 from appliance.config import schema as configuration
 from appliance import __version__
-from appliance.backends import PRECISION_CHOICES
+from appliance.backends import PRECISION_CHOICES, choose_backend
 from appliance.config import validators
 from appliance.camera.capture import Camera
 from appliance.models.detections import faces_as_json
@@ -65,7 +65,7 @@ class App:
         self.detectors = []
         self.engine = self.commands = self.rebuilder = None
         self.frame_size = None
-        self.backend_name = None
+        self.backend = None   # chosen once, in _plan_inference, and passed to every engine manager
         self.engine_state = {}
         self.phase = "starting"
         self._host_error = None
@@ -162,12 +162,10 @@ class App:
 
     def _plan_inference(self):
         """The backend, how many inference threads, and how many backend threads each."""
-        from appliance.backends import load_backend, resolve_backend
         settings = self.config.engine
-        backend = load_backend(resolve_backend(settings.backend))
+        backend = self.backend = choose_backend(settings.backend)
         self.plan = plan_inference(settings.workers, settings.threads,
                                    (backend.max_workers, backend.workers_limit_reason), available_cpus())
-        self.backend_name = backend.name
         log_level = logging.WARNING if self.plan.workers < settings.workers else logging.INFO
         threads = self.plan.threads
         log.log(log_level, "inference: %s on %s, %s (%s)", plural(self.plan.workers, "thread"), backend.name,
@@ -184,7 +182,7 @@ class App:
 
     def _manager(self, report, frame_size, heartbeat=None):
         from appliance.engine.setup import manager_for
-        return manager_for(self.config, backend=self.backend_name, report=report, cancel=self.stop_event,
+        return manager_for(self.config, backend=self.backend, report=report, cancel=self.stop_event,
                            heartbeat=heartbeat, frame_size=frame_size, threads=self.plan.threads)
 
     def _start_pipeline(self):

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from appliance.backends import load_backend
+from appliance.backends import ONNXRUNTIME, load_backend
 from appliance.errors import BackendUnavailable
 from appliance.engine.evaluation import greedy_matches
 from appliance.images import read_image
@@ -20,13 +20,15 @@ Verdict = NamedTuple("Verdict", [("passed", bool), ("reason", str), ("mean_iou",
 Reference = NamedTuple("Reference", [("faces", list), ("source", str)])
 
 
-def reference_for(model, size, settings=None):
-    """The reference detections of the golden image at network size (width, height)."""
+def reference_for(model, size, settings=None, backend=None):
+    """The reference detections of the golden image at network size (width, height). backend: the one the
+    engine runs on; when it is ONNX Runtime it runs the reference too, else ONNX Runtime is loaded if here."""
     from appliance.engine.detector import Detector
-    try:
-        backend = load_backend("onnxruntime")
-    except BackendUnavailable:
-        return manifest_reference(model, size)
+    if backend is None or backend.name != ONNXRUNTIME:
+        try:
+            backend = load_backend(ONNXRUNTIME)
+        except BackendUnavailable:
+            return manifest_reference(model, size)
     with Detector(backend.open_engine(model.onnx_path, threads=1), model, settings, size) as detector:
         found = detector.detect(read_image(model.golden["image"]))
     faces = [{"box": box.tolist(), "score": float(score)} for box, score in zip(found.boxes, found.scores)]

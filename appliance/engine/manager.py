@@ -10,7 +10,7 @@ import time
 from typing import NamedTuple, Optional
 
 from appliance import files
-from appliance.backends import load_backend
+from appliance.backends import AUTO, backend_of
 from appliance.engine.detector import Detector
 from appliance.engine import acceptance, policy
 from appliance.engine.builder import BuildCrashed, BuildFailed, run_build
@@ -46,12 +46,13 @@ class AcceptanceFailed(Exception):
 
 
 class EngineManager:
-    def __init__(self, model, backend_name, cache_dir, workspace_mb=256, threads=0, settings=None, report=None,
+    def __init__(self, model, backend, cache_dir, workspace_mb=256, threads=0, settings=None, report=None,
                  cancel=None, build_timeout=3600.0, heartbeat=None, size=None):
-        """size: the network input's (width, height); by default the manifest's."""
+        """backend: the Backend chosen for this run (appliance.backends.choose_backend), passed along, not
+        chosen again (a name, from a script or a test, is chosen here); size: the network input's (width,
+        height), by default the manifest's."""
         self.model = model
-        self.backend_name = backend_name
-        self.backend = load_backend(backend_name)
+        self.backend = backend_of(backend)
         self.store = EngineStore(cache_dir)
         self.workspace_mb = workspace_mb
         self.threads = threads
@@ -67,7 +68,7 @@ class EngineManager:
         # frame size orders lowers it to DEBUG (the shape follower's one line says it).
         self.log_level = logging.INFO
 
-    def ensure(self, requested="auto", force=False, strict=False):
+    def ensure(self, requested=AUTO, force=False, strict=False):
         """A verified engine for `requested`, built if missing or invalid; EngineFailed if none can be.
 
         `auto` on a backend that measures builds every precision it can and keeps the fastest measured."""
@@ -78,13 +79,13 @@ class EngineManager:
         with self.store.locked(self.cancel, self._waiting_for_lock(requested, decision.precision)):
             self.store.remove_stale_temps()
             candidates = policy.buildable(capabilities)
-            if requested == "auto" and self.backend.measure_candidates and len(candidates) > 1:
+            if requested == AUTO and self.backend.measure_candidates and len(candidates) > 1:
                 return self._ensure_fastest(candidates, force)
             candidate = self._ensure_with_fallback(decision.precision, requested, decision.fallback_reason, force)
             return self._go_live(candidate, requested, self._recorded_latency(candidate),
                                  candidate.fallback_reason or decision.choice_reason)
 
-    def cached(self, requested="auto"):
+    def cached(self, requested=AUTO):
         """Whether ensure(requested) would find every engine it needs in the cache, by the checks it makes
         (False: it would build, minutes on a Jetson)."""
         capabilities = self.backend.capabilities(self.model)
@@ -93,7 +94,7 @@ class EngineManager:
         except FacewatchError:
             return False
         candidates = policy.buildable(capabilities)
-        if requested == "auto" and self.backend.measure_candidates and len(candidates) > 1:
+        if requested == AUTO and self.backend.measure_candidates and len(candidates) > 1:
             precisions = candidates
         else:
             precisions = [decision.precision]
@@ -123,12 +124,12 @@ class EngineManager:
         candidates, failures = {}, []
         for precision in precisions:
             try:
-                candidates[precision] = self._ensure(precision, "auto", None, force)
+                candidates[precision] = self._ensure(precision, AUTO, None, force)
             except (BuildFailed, BuildCrashed, AcceptanceFailed) as exc:
                 log.warning("engine: auto: the %s candidate is out: %s", precision.upper(), exc)
                 failures.append("{} out: {}".format(precision.upper(), exc))
         if not candidates:
-            self.report("auto", precisions[-1], state="failed", error="; ".join(failures))
+            self.report(AUTO, precisions[-1], state="failed", error="; ".join(failures))
             raise EngineFailed("no engine could be built: {}".format("; ".join(failures)))
         latencies = self._measured(candidates)
         winner, figures = fastest(latencies)
@@ -136,7 +137,7 @@ class EngineManager:
         if failures:
             reason += "; " + "; ".join(failures)
         log.log(self.log_level, "engine: %s", reason)
-        return self._go_live(candidates[winner], "auto", latencies[winner], reason)
+        return self._go_live(candidates[winner], AUTO, latencies[winner], reason)
 
     def _measured(self, candidates):
         """{precision: ms}: the sidecars' figures, or all of them timed now when any is new or unmeasured.
@@ -199,7 +200,7 @@ class EngineManager:
                 self.heartbeat(seconds, 0.0)
         return waiting
 
-    def load(self, requested="auto", force=False, strict=False):
+    def load(self, requested=AUTO, force=False, strict=False):
         """(Engine, Detector) ready to serve. A cached engine that passes its checks but does not load is
         discarded and rebuilt once; if that one does not load either, EngineFailed."""
         engine = self.ensure(requested, force=force, strict=strict)
@@ -225,11 +226,11 @@ class EngineManager:
         try:
             return self.backend.open_engine(path, self.threads, input_shape=[1, 3, height, width])
         except Exception as exc:  # whatever the backend library raises for an engine it cannot load
-            raise EngineFailed("{} cannot load {}: {}: {}".format(self.backend_name, os.path.basename(path),
+            raise EngineFailed("{} cannot load {}: {}: {}".format(self.backend.name, os.path.basename(path),
                                                                   type(exc).__name__, exc))
 
     def report(self, requested, precision, **fields):
-        fields.setdefault("backend", self.backend_name)
+        fields.setdefault("backend", self.backend.name)
         fields.setdefault("input_shape", [1, 3, self.size[1], self.size[0]])
         self._report(requested_precision=requested, precision=precision, **fields)
 
@@ -311,7 +312,7 @@ class EngineManager:
         self.report(requested, precision, state="building", phase="acceptance", progress=0.95, key=name,
                     fallback_reason=reason)
         if self._reference is None:
-            self._reference = acceptance.reference_for(self.model, self.size)
+            self._reference = acceptance.reference_for(self.model, self.size, backend=self.backend)
         try:
             with self.open_detector_at(path) as detector:
                 verdict = acceptance.check(detector, self.model.golden, self._reference)
@@ -325,7 +326,7 @@ class EngineManager:
     def _job(self, precision, output, workspace):
         source = self.backend.int8_source(self.model) if precision == "int8" else None
         width, height = self.size
-        job = {"backend": self.backend_name, "onnx": self.model.onnx_path,
+        job = {"backend": self.backend.name, "onnx": self.model.onnx_path,
                "int8_source": source.path if source else None, "int8_onnx": self.model.int8_onnx_path,
                "precision": precision, "output": output, "workspace_mb": workspace,
                "fast_fp16": self._capabilities.fast_fp16, "input_name": self.model.input_name,

@@ -1,5 +1,4 @@
 """An EngineManager from the configuration, for frames of a given size."""
-from appliance.backends import resolve_backend
 from appliance.engine.manager import EngineManager
 from appliance.manifest import load_model
 from appliance.models import load_family
@@ -21,13 +20,14 @@ def network_size_for(config, frame_size):
 
 def manager_for(config, backend=None, cache_dir=None, report=None, cancel=None, heartbeat=None, frame_size=None,
                 threads=None):
-    """frame_size: (width, height) of the frames to detect in (default: configured_frame_size); threads:
-    the backend's threads per session (default: engine.threads)."""
+    """backend: the Backend the caller chose once (appliance.backends.choose_backend) and passes along
+    (default: engine.backend, chosen here); frame_size: (width, height) of the frames to detect in
+    (default: configured_frame_size); threads: the backend's threads per session (default: engine.threads)."""
     model = load_model()
     family = load_family(model.family)
     settings = family.DEFAULT_SETTINGS._replace(min_score=config.detections.min_score)
     width, height = frame_size or configured_frame_size(config)
-    return EngineManager(model, resolve_backend(backend or config.engine.backend),
+    return EngineManager(model, config.engine.backend if backend is None else backend,
                          cache_dir or config.engine.cache_dir or default_cache_dir(),
                          workspace_mb=config.engine.workspace_mb,
                          threads=config.engine.threads if threads is None else threads,

@@ -20,16 +20,37 @@ def test_detection_on_onnxruntime_never_imports_tensorrt_or_pycuda():
 
 def test_unknown_backend_names_the_choices():
     with pytest.raises(UsageError, match="choose one of: auto, onnxruntime, tensorrt"):
-        backends.resolve_backend("openvino")
+        backends.choose_backend("openvino")
 
 
 def test_auto_falls_back_to_onnxruntime_where_tensorrt_is_missing():
     pytest.importorskip("onnxruntime")
     if subprocess.call([sys.executable, "-c", "import tensorrt"], stderr=subprocess.DEVNULL) == 0:
         pytest.skip("TensorRT is installed here")
-    assert backends.resolve_backend("auto") == "onnxruntime"
+    assert backends.choose_backend("auto").name == backends.resolve_backend("auto") == "onnxruntime"
     with pytest.raises(BackendUnavailable, match="'tensorrt' is not usable on this host"):
-        backends.resolve_backend("tensorrt")
+        backends.choose_backend("tensorrt")
+
+
+def test_every_registered_backend_calls_itself_by_its_registered_name():
+    pytest.importorskip("onnxruntime")
+    assert backends.load_backend(backends.ONNXRUNTIME).name == backends.ONNXRUNTIME
+
+
+def test_a_chosen_backend_is_passed_along_not_chosen_again(monkeypatch, tmp_path):
+    """The daemon and the commands choose once and hand the Backend down: the engine manager and its
+    acceptance check use that object (only the build child, another process, loads one by name)."""
+    pytest.importorskip("onnxruntime")
+    from appliance.config import schema as configuration
+    from appliance.engine import acceptance
+    from appliance.engine.setup import manager_for
+    chosen = backends.choose_backend(backends.ONNXRUNTIME)
+    monkeypatch.setattr(backends, "load_backend", lambda name: pytest.fail("{} chosen again".format(name)))
+    monkeypatch.setattr(acceptance, "load_backend", lambda name: pytest.fail("{} loaded again".format(name)))
+    manager = manager_for(configuration.defaults(), backend=chosen, cache_dir=str(tmp_path))
+    assert manager.backend is chosen
+    reference = acceptance.reference_for(manager.model, manager.size, backend=manager.backend)
+    assert reference.source.startswith("the FP32 ONNX model under ONNX Runtime")
 
 
 def test_the_engine_vocabularies_are_one_tuple_each_auto_first():
