@@ -98,6 +98,10 @@ ROWS = [
      "tests/remote/test_command_fuzz.py::test_generated_payloads_through_a_real_broker_leave_every_thread_running",
      "{payloads} payloads: {rejected} rejected, {rate_limited} rate-limited, {threads_died} threads died; "
      "{fps_before} -> {fps_during} frames/s; RSS +{rss_growth_mb} MB"),
+    ("200 MB publishes on the command and instance topics, MQTT 5 link",
+     "the broker drops them for facewatch (Maximum Packet Size 64 KiB); RSS flat; the link stays up",
+     "tests/mqtt/test_link_hostile.py::test_200_mb_publishes_on_the_command_and_instance_topics_never_reach_an_mqtt5_link",
+     "{publishes} publishes of {payload_mb:.0f} MB: peak RSS +{peak_rss_growth_mb} MB, after +{rss_growth_mb} MB"),
     ("replays under record and clock faults", "0 replays executed",
      "tests/remote/test_replay.py::test_no_replay_runs_under_any_record_or_clock_fault_and_the_count_is_recorded",
      "{replays_executed} replays executed in {cases} cases (record a folder, a FIFO, 10,000 ids from 2096, not "

@@ -53,6 +53,7 @@ class ReplayGuard:
         self._lock = threading.Lock()
         self.save_error = ""
         self.record_error = ""
+        self.full_error = ""
         self._quarantine_until = None       # monotonic
         now = time.time() if now is None else now
         self._offset_min = now - monotonic()  # the earliest clock seen, as wall - monotonic
@@ -131,9 +132,13 @@ class ReplayGuard:
             if command_id in self._seen:
                 raise Rejected("replayed id: a command with this id was already received")
             if len(self._seen) >= MAX_IDS:
-                raise Rejected("the replay record is full: {} ids that may still be fresh under a clock this device "
-                               "has had (its clock is {:.0f} s ahead of the earliest one); commands are refused until "
-                               "they expire".format(len(self._seen), now - earliest))
+                self.full_error = (
+                    "the replay record is full: {} ids that may still be fresh under a clock this device has had (its "
+                    "clock is {:.0f} s ahead of the earliest one; the latest id is dated {}); commands are refused until "
+                    "they expire. If this device's clock never read that date, the record is damaged: remove {}".format(
+                        len(self._seen), now - earliest, utc(max(self._seen.values())), self.path))
+                raise Rejected(self.full_error)
+            self.full_error = ""
             self._seen[command_id] = float(ts)
             self._save(now)
 
@@ -165,7 +170,7 @@ class ReplayGuard:
 
     def problem(self):
         """What is wrong with replay protection, in words, or ''."""
-        return self.save_error or self.record_error
+        return self.save_error or self.full_error or self.record_error
 
 
 def _is_entry(command_id, ts):

@@ -30,7 +30,7 @@ from figures import record
 from conftest import TESTS
 
 HERE = TESTS
-BIG = 50 * 1000 * 1000
+BIG = 200 * 1000 * 1000   # the 200 MB; mosquitto accepts up to 256 MB by default
 
 
 def settings(port, protocol, **mqtt):
@@ -132,7 +132,7 @@ def test_an_mqtt5_link_asks_the_broker_for_packets_of_at_most_64_kib():
     assert MAX_INCOMING_PACKET >= 8 * MAX_PAYLOAD_BYTES
 
 
-def test_50_mb_publishes_on_the_command_and_instance_topics_never_reach_an_mqtt5_link(mosquitto):
+def test_200_mb_publishes_on_the_command_and_instance_topics_never_reach_an_mqtt5_link(mosquitto):
     publisher = client(mosquitto.port)
     child = None
     large = []   # the topics of the large publishes, as they are made
@@ -155,7 +155,7 @@ def test_50_mb_publishes_on_the_command_and_instance_topics_never_reach_an_mqtt5
                    message="the normal command after the large ones")
         after = child.report()
         grown = (after["peak_rss"] - child.started["rss"]) / 1e6
-        record("50 MB publishes on the command and instance topics, MQTT 5 link", publishes=len(large),
+        record("200 MB publishes on the command and instance topics, MQTT 5 link", publishes=len(large),
                payload_mb=BIG / 1e6, peak_rss_growth_mb=round(grown, 1),
                rss_growth_mb=round((after["rss"] - child.started["rss"]) / 1e6, 1))
         assert grown < 8, (child.started, before, after)

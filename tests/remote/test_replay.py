@@ -133,7 +133,18 @@ def test_a_full_record_refuses_new_commands_instead_of_forgetting_fresh_ids(tmp_
         assert admitted(guard, "id{}".format(index), NOW, NOW)
     with pytest.raises(Rejected, match="the replay record is full"):
         guard.admit("id5", NOW, NOW)
+    assert "the replay record is full" in guard.problem()
     assert not admitted(guard, "id0", NOW, NOW)
+
+
+def test_a_forged_record_claiming_a_clock_of_2096_fails_closed_and_says_so(tmp_path):
+    """A record whose own clock_max makes 10,000 ids dated 2096 plausible refuses every command (fail closed),
+    and telemetry says why, naming the date and the file to remove."""
+    seed(tmp_path, {"v": 2, "clock_max": 3976000000, "seen": {"f{}".format(i): 3976000000 for i in range(10000)}})
+    guard = guard_at(tmp_path, Clock())
+    assert not admitted(guard, "a", NOW, NOW)
+    assert "the replay record is full" in guard.problem() and "2095-12-" in guard.problem()
+    assert replay.FILE_NAME in guard.problem()
 
 
 @pytest.mark.parametrize("content", [b"{broken", b"[1]", b'{"seen": [1]}', b"[" * 5000])
