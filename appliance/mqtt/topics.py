@@ -1,4 +1,6 @@
 """Every topic and payload facewatch publishes or reads, in one place (SPEC: MQTT)."""
+import hashlib
+import hmac
 import json
 import math
 import time
@@ -76,9 +78,34 @@ def engine_payload(**fields):
     return payload
 
 
-def instance_payload(instance, host, pid, started, version):
-    """Which process publishes as this device: a second one with the same device_id is told apart by it."""
-    return {"instance": instance, "host": host, "pid": pid, "started": round(started, 3), "version": version}
+def instance_payload(instance, host, pid, started, version, key=None):
+    """Which process publishes as this device: a second one with the same device_id is told apart by it.
+    With the command key, the record is signed (`sig`, HMAC-SHA256 over the canonical JSON of the rest, as a
+    command is): a record that is not signed with the key is then known to be no twin's, but a forgery."""
+    record = {"instance": instance, "host": host, "pid": pid, "started": round(started, 3), "version": version}
+    if key is not None:
+        record["sig"] = instance_signature(record, key)
+    return record
+
+
+def instance_signature(record, key):
+    """The HMAC-SHA256 (hex) of an instance record without its `sig`, with its schema version, as encoded."""
+    unsigned = {name: value for name, value in record.items() if name != "sig"}
+    unsigned.setdefault("v", SCHEMA_VERSION)
+    text = json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def instance_signed_by(document, key):
+    """True if the (untrusted, already parsed) record `document` carries the right `sig` for `key`."""
+    sig = document.get("sig")
+    if not isinstance(sig, str):
+        return False
+    try:
+        expected = instance_signature(document, key)
+    except (TypeError, ValueError):
+        return False
+    return hmac.compare_digest(expected.encode("ascii"), sig.encode("utf-8"))
 
 
 REPLY_STATES = ("accepted", "progress", "done", "failed", "rejected")
