@@ -127,8 +127,7 @@ def auto_precision(config, name, chosen, capabilities):
 def last_measurement(config, backend_name, candidates):
     """The figures `auto` last measured in this engine cache (its active record, else the engines' own)."""
     from appliance.engine.store import EngineStore, StoreError
-    from appliance.config.paths import default_cache_dir
-    directory = config.engine.cache_dir or default_cache_dir()
+    directory = config.engine.cache_dir
     unmeasured = "not measured here yet: the first start (or `facewatch engines build`) measures them"
     try:
         store = EngineStore(directory, read_only=True)
@@ -354,8 +353,7 @@ def run_command(argv, timeout=5.0):
 def engine_cache(config):
     from appliance import files
     from appliance.engine.store import EngineStore, StoreError
-    from appliance.config.paths import default_cache_dir
-    directory = config.engine.cache_dir or default_cache_dir()
+    directory = config.engine.cache_dir
     if not os.path.isdir(directory):
         return [finding("engine cache", OK, "{} does not exist yet: the first start builds an engine".format(directory))]
     try:

@@ -47,12 +47,10 @@ def run(args):
 
 def cache_dir_and_why(args, config):
     """(the engine cache this command uses, why that one: words for a person)."""
-    from appliance.config.paths import default_cache_dir_and_why
+    from appliance.config.schema import origin
     if args.cache_dir:
         return args.cache_dir, "--cache-dir"
-    if config.engine.cache_dir:
-        return config.engine.cache_dir, "engine.cache_dir in {}".format(config.path)
-    return default_cache_dir_and_why()
+    return config.engine.cache_dir, origin(config, "engine.cache_dir")
 
 
 def highest_missing(directory):

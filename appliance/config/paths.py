@@ -1,4 +1,7 @@
-"""Where facewatch keeps its state when the configuration does not say: systemd's directories first."""
+"""Where facewatch keeps its state when the configuration does not say: systemd's directories first.
+
+config.schema resolves engine.cache_dir and commands.state_dir with these when it loads a configuration
+that leaves them empty; everyone else reads the loaded configuration."""
 import os
 
 
@@ -9,13 +12,18 @@ def _systemd_directory(variable):
 
 def default_state_dir():
     """$STATE_DIRECTORY under systemd; /var/lib/facewatch for root; else ~/.local/state/facewatch."""
+    return default_state_dir_and_why()[0]
+
+
+def default_state_dir_and_why():
+    """(the default state folder, why it is that one: words for a person)."""
     state = _systemd_directory("STATE_DIRECTORY")
     if state:
-        return state
+        return state, "the default under systemd: $STATE_DIRECTORY"
     if os.geteuid() == 0:
-        return "/var/lib/facewatch"
+        return "/var/lib/facewatch", "the default for root, where the service keeps its state"
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(base, "facewatch")
+    return os.path.join(base, "facewatch"), "the default for a user who is not root"
 
 
 def user_cache_dir():

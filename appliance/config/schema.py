@@ -3,7 +3,9 @@
 Unknown keys and values out of their limits are errors that name the key; all of them are reported
 at once. A file that passes is one `facewatch run` can start from: numbers are finite, names are valid
 host names and topic levels, files named are readable regular files of the right kind. Secrets never
-sit in the file: `*_file` keys name files (or systemd credentials) to read.
+sit in the file: `*_file` keys name files (or systemd credentials) to read. Folders left empty
+(engine.cache_dir, commands.state_dir) are resolved here, once, to this host's defaults (config.paths):
+the loaded Config carries the folder to use, and `origin` says why it is that one.
 """
 import collections
 import difflib
@@ -15,7 +17,7 @@ from typing import Any, Callable, NamedTuple, Optional, Tuple
 from appliance import files, shipped
 from appliance.backends import BACKEND_CHOICES, PRECISION_CHOICES, TENSORRT
 
-from appliance.config import validators
+from appliance.config import paths, validators
 from appliance.errors import ConfigError
 from appliance.camera.sources import describe
 
@@ -38,11 +40,12 @@ Field = NamedTuple("Field", [
     ("maximum", Optional[float]),
     ("choices", Optional[Tuple]),
     ("check", Optional[Callable]),   # value -> None, or what is wrong with it
+    ("resolve", Optional[Callable]),  # () -> (value, why) on this host, for an empty value (a folder's default)
 ])
 
 
-def field(kind, default, minimum=None, maximum=None, choices=None, check=None):
-    return Field(kind, default, minimum, maximum, choices, check)
+def field(kind, default, minimum=None, maximum=None, choices=None, check=None, resolve=None):
+    return Field(kind, default, minimum, maximum, choices, check, resolve)
 
 
 SCHEMA = collections.OrderedDict([
@@ -95,7 +98,7 @@ SCHEMA = collections.OrderedDict([
     ("engine", collections.OrderedDict([
         ("backend", field(str, "auto", choices=BACKEND_CHOICES)),
         ("precision", field(str, "auto", choices=PRECISION_CHOICES)),
-        ("cache_dir", field(str, "", check=validators.folder_path)),
+        ("cache_dir", field(str, "", check=validators.folder_path, resolve=paths.default_cache_dir_and_why)),
         ("threads", field(int, 0, 0, 256)),
         ("workers", field(int, 0, 0, 16)),
         ("workspace_mb", field(int, 256, 16, 65536)),
@@ -105,7 +108,7 @@ SCHEMA = collections.OrderedDict([
     ("commands", collections.OrderedDict([
         ("key_file", field(str, "", check=validators.secret_file)),
         ("allow_unsigned", field(bool, False)),
-        ("state_dir", field(str, "", check=validators.folder_path)),
+        ("state_dir", field(str, "", check=validators.folder_path, resolve=paths.default_state_dir_and_why)),
     ])),
     ("homeassistant", collections.OrderedDict([
         ("discovery", field(bool, False)),
@@ -115,7 +118,9 @@ SCHEMA = collections.OrderedDict([
 
 SECTION_TYPES = collections.OrderedDict(
     (name, collections.namedtuple(name.capitalize() + "Config", list(keys))) for name, keys in SCHEMA.items())
-Config = collections.namedtuple("Config", list(SCHEMA) + ["path"])
+# host_defaults: ((section.key, why), ...) for each key left empty whose value this host decided when the
+# configuration was loaded (engine.cache_dir, commands.state_dir): read the folders from the Config, resolved once.
+Config = collections.namedtuple("Config", list(SCHEMA) + ["path", "host_defaults"])
 
 
 def defaults():
@@ -167,6 +172,7 @@ def build(document, path):
     errors = []
     sections = {}
     refused = set()   # "section.key" whose given value was refused (its default stands in)
+    host_defaults = []
     for name in document:
         if name not in SCHEMA:
             errors.append(unknown_key_message(name, SCHEMA))
@@ -187,12 +193,21 @@ def build(document, path):
                 refused.add("{}.{}".format(name, key))
                 value = spec.default
             values[key] = normalise(value, spec)
+            if spec.resolve and values[key] == "":
+                values[key], why = spec.resolve()
+                host_defaults.append(("{}.{}".format(name, key), why))
         sections[name] = SECTION_TYPES[name](**values)
     errors.extend(message for keys, message in check_relations(sections) if not refused.intersection(keys))
     if errors:
         raise ConfigError("{} has {} error{}:\n  {}".format(
             path or "the configuration", len(errors), "" if len(errors) == 1 else "s", "\n  ".join(errors)))
-    return Config(path=path, **sections)
+    return Config(path=path, host_defaults=tuple(host_defaults), **sections)
+
+
+def origin(config, key):
+    """Why `key` ("section.key") has its value, in words for a person: this host's default and why, or the
+    file that set it."""
+    return dict(config.host_defaults).get(key) or "{} in {}".format(key, config.path)
 
 
 def unknown_key_message(key, known, section=None):

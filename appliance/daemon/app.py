@@ -22,7 +22,6 @@ from appliance.daemon.inference_plan import available_cpus, plan_inference
 from appliance.daemon.snapshots import SnapshotFailed, Snapshots
 from appliance.mqtt import topics as contract
 from appliance.mqtt.link import MqttLink, correlation_properties
-from appliance.config.paths import default_cache_dir, default_state_dir
 from appliance.daemon.pipeline import Pipeline
 from appliance.daemon.publish_policy import make_policy
 from appliance.daemon.rebuild import Rebuilder, warm_detectors
@@ -199,7 +198,7 @@ class App:
         the start, so that `status` answers during a long first-boot build."""
         settings = self.config.commands
         key = configuration.secret(settings.key_file, "commands.key_file", "command_key")
-        state_dir = settings.state_dir or default_state_dir()
+        state_dir = settings.state_dir
         try:
             os.makedirs(state_dir, exist_ok=True)
         except OSError as exc:
@@ -213,12 +212,12 @@ class App:
         self.mqtt.listen(self.commands.submit)
 
     def _open_host_sensors(self):
-        self.host = open_host_sensors(disk_path=self.config.engine.cache_dir or default_cache_dir())
+        self.host = open_host_sensors(disk_path=self.config.engine.cache_dir)
 
     def _announce_to_home_assistant(self):
         """Discovery configs when homeassistant.discovery is on; removes earlier ones when it is off."""
-        state_dir = self.config.commands.state_dir or default_state_dir()
-        self.discovery = Discovery(self.config.homeassistant, self.topics, __version__, state_dir,
+        self.discovery = Discovery(self.config.homeassistant, self.topics, __version__,
+                                   self.config.commands.state_dir,
                                    lambda topic, payload: self.mqtt.publish(topic, payload, qos=1, retain=True))
         self.discovery.apply(self._host_sample())
         if not self.config.snapshot.enabled:   # no face image of an earlier run stays retained as if current

@@ -2,7 +2,6 @@
 from appliance.engine.manager import EngineManager
 from appliance.manifest import load_model
 from appliance.models import load_family
-from appliance.config.paths import default_cache_dir
 from appliance.engine.shapes import DEFAULT_FRAME_SIZE, network_size
 
 
@@ -21,14 +20,15 @@ def network_size_for(config, frame_size):
 def manager_for(config, backend=None, cache_dir=None, report=None, cancel=None, heartbeat=None, frame_size=None,
                 threads=None):
     """backend: the Backend the caller chose once (appliance.backends.choose_backend) and passes along
-    (default: engine.backend, chosen here); frame_size: (width, height) of the frames to detect in
-    (default: configured_frame_size); threads: the backend's threads per session (default: engine.threads)."""
+    (default: engine.backend, chosen here); cache_dir: a folder other than engine.cache_dir (--cache-dir);
+    frame_size: (width, height) of the frames to detect in (default: configured_frame_size); threads: the
+    backend's threads per session (default: engine.threads)."""
     model = load_model()
     family = load_family(model.family)
     settings = family.DEFAULT_SETTINGS._replace(min_score=config.detections.min_score)
     width, height = frame_size or configured_frame_size(config)
     return EngineManager(model, config.engine.backend if backend is None else backend,
-                         cache_dir or config.engine.cache_dir or default_cache_dir(),
+                         cache_dir or config.engine.cache_dir,
                          workspace_mb=config.engine.workspace_mb,
                          threads=config.engine.threads if threads is None else threads,
                          settings=settings, report=report, cancel=cancel, heartbeat=heartbeat,

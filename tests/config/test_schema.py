@@ -339,3 +339,38 @@ def test_check_config_shows_no_credentials_of_the_camera_url(tmp_path):
         result = run_cli("check-config", "--config", write(tmp_path, "[camera]\n{}\n".format(bad)), timeout=30)
         assert result.returncode == 2 and "camera.source: " in result.stderr, result.stderr
         assert "secret" not in result.stdout + result.stderr and "admin" not in result.stdout + result.stderr
+
+
+def test_empty_folders_are_resolved_once_when_the_configuration_loads_and_say_why(tmp_path, monkeypatch):
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    config = configuration.defaults()
+    assert config.engine.cache_dir == str(tmp_path / "state" / "engines")
+    assert config.commands.state_dir == str(tmp_path / "state")
+    assert configuration.origin(config, "engine.cache_dir") == "the default under systemd: $STATE_DIRECTORY/engines"
+    assert configuration.origin(config, "commands.state_dir") == "the default under systemd: $STATE_DIRECTORY"
+    path = write(tmp_path, '[engine]\ncache_dir = "{}"\n'.format(tmp_path / "engines"))
+    given = configuration.load(path, required=True)
+    assert given.engine.cache_dir == str(tmp_path / "engines")
+    assert configuration.origin(given, "engine.cache_dir") == "engine.cache_dir in " + path
+
+
+def test_no_module_beside_the_configuration_resolves_a_default_folder_again():
+    """`engine.cache_dir or default_cache_dir()` at each use is gone: the loaded Config carries the folder."""
+    import ast
+    import os
+    import appliance
+    root = os.path.dirname(appliance.__file__)
+    resolvers = {"default_cache_dir", "default_cache_dir_and_why", "default_state_dir", "default_state_dir_and_why"}
+    found = []
+    for folder, _, names in os.walk(root):
+        for name in (n for n in names if n.endswith(".py")):
+            path = os.path.join(folder, name)
+            if os.path.dirname(path) == os.path.join(root, "config"):
+                continue
+            with open(path, encoding="utf-8") as f:
+                tree = ast.parse(f.read(), path)
+            found += ["{}:{}".format(os.path.relpath(path, root), node.lineno) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Name, ast.Attribute, ast.alias))
+                      and (getattr(node, "id", None) or getattr(node, "attr", None) or getattr(node, "name", None))
+                      in resolvers]
+    assert found == []
