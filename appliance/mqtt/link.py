@@ -107,8 +107,11 @@ OutgoingMessage = collections.namedtuple("OutgoingMessage", "topic data qos reta
 
 
 class MqttLink:
-    def __init__(self, settings, topics, password=None, on_state=None):
+    def __init__(self, settings, topics, password=None, on_state=None, instance_key=None):
+        """instance_key: the command key; our instance record is signed with it, and a record not signed
+        with it is a forgery, never a reason to back off."""
         self.settings = settings
+        self._instance_key = instance_key
         self.topics = topics
         self._password = password
         self._on_command = None
@@ -136,7 +139,7 @@ class MqttLink:
         self._takeover = ""
         self._broker_refusal = ""
         self._instance = contract.instance_payload(uuid.uuid4().hex, socket.gethostname(), os.getpid(), time.time(),
-                                                   __version__)
+                                                   __version__, key=instance_key)
         self._instance_mid = None
         self._instance_acknowledged = False   # our record is retained at the broker
         self._instance_armed = False          # ...and was before this connection: a foreign one is now evidence
@@ -595,6 +598,11 @@ class MqttLink:
         if other["instance"] == self._instance["instance"]:
             self._correction_due.discard(self.topics.instance)
             return
+        if self._instance_key is not None and not contract.instance_signed_by(
+                untrusted.load_json(message.payload, INSTANCE_RECORD_MAX_BYTES, "the record", INSTANCE_RECORD_MAX_DEPTH),
+                self._instance_key):
+            self._forged(other)
+            return
         if self._probing:
             self._other = other
             return
@@ -612,6 +620,17 @@ class MqttLink:
         self._log_limited("instance", "mqtt: another client published a record on %s as %s; publishing ours again",
                           self.topics.instance, describe_instance(other))
         self._correct(self.topics.instance)
+
+    def _forged(self, other):
+        """A record on our instance topic not signed with the command key: no twin of ours wrote it (a twin has
+        the key), someone else did. Never grounds for backing off; counted, said, and ours published again."""
+        with self._lock:
+            self.instance_rejected += 1
+        self._log_limited("instance", "mqtt: ignored a record on %s not signed with this device's command key "
+                          "(%s): someone else wrote it; publishing ours again (%d so far)", self.topics.instance,
+                          describe_instance(other), self.instance_rejected)
+        if self.connected.is_set():
+            self._correct(self.topics.instance)
 
     def _check_status(self, payload):
         """Our status topic says something other than `online` (someone else's retained `offline`): say it again."""

@@ -42,9 +42,9 @@ def settings(port, protocol, **mqtt):
 class Link:
     """An MqttLink in this process, stopped without its supervisor taking the end for a death."""
 
-    def __init__(self, port, protocol="5", device="hostile", **mqtt):
+    def __init__(self, port, protocol="5", device="hostile", key=None, **mqtt):
         self.stop_event = threading.Event()
-        self.link = MqttLink(settings(port, protocol, **mqtt), Topics("facewatch", device))
+        self.link = MqttLink(settings(port, protocol, **mqtt), Topics("facewatch", device), instance_key=key)
         self.supervisor = Supervisor(self.stop_event)
         self.link.start(self.supervisor)
 
@@ -90,9 +90,9 @@ class LinkProcess:
                 self.process.wait()
 
 
-def client(port, protocol=paho.MQTTv311):
+def client(port, protocol=paho.MQTTv311, client_id=None):
     kwargs = {"callback_api_version": paho.CallbackAPIVersion.VERSION2} if hasattr(paho, "CallbackAPIVersion") else {}
-    publisher = paho.Client(client_id="hostile-" + uuid.uuid4().hex[:12], protocol=protocol, **kwargs)
+    publisher = paho.Client(client_id=client_id or "hostile-" + uuid.uuid4().hex[:12], protocol=protocol, **kwargs)
     publisher.connect("127.0.0.1", port)
     publisher.loop_start()
     return publisher
@@ -364,6 +364,49 @@ def test_the_backed_off_instance_tries_quietly_stays_out_while_the_other_runs_an
         later.stop()
         earlier.stop()
         watcher.close()
+
+
+KEY = b"fleet command key"
+FORGED = b'{"v":1,"instance":"forged","host":"vm","pid":1,"started":1000.0,"version":"0.1.0"}'
+
+
+def test_a_forged_record_and_a_taken_client_id_never_make_a_keyed_link_back_off(mosquitto):
+    """Found by a hostile re-probe of issue 18: taking the client id and leaving a retained record that
+    'started' in 1970 silenced a device (it backed off for a twin that did not exist). With the command key,
+    our record is signed; a record not signed with it is someone else's, never a twin's."""
+    link = Link(mosquitto.port, key=KEY)
+    try:
+        wait_until(lambda: (retained_instance(mosquitto.port) or {}).get("instance") == link._instance["instance"],
+                   15, message="our signed record retained")
+        assert "sig" in retained_instance(mosquitto.port)
+        thief = client(mosquitto.port, paho.MQTTv5, client_id="facewatch-hostile")   # kicks the link off
+        publish(thief, "facewatch/hostile/instance", FORGED, retain=True)
+        close(thief)
+        wait_until(lambda: link.stats()["instance_rejected"] >= 1, 20, message="the forged record seen")
+        wait_until(lambda: link.stats()["connected"] and
+                   (retained_instance(mosquitto.port) or {}).get("instance") == link._instance["instance"], 20,
+                   message="our record retained again")
+        time.sleep(2)
+        stats = link.stats()
+        assert stats["connected"] and not stats["backing_off"], stats
+        assert link.publish("facewatch/hostile/detections", "x", qos=1)
+    finally:
+        link.stop()
+
+
+def test_a_twin_with_the_same_key_still_makes_the_later_one_back_off(mosquitto):
+    earlier = Link(mosquitto.port, key=KEY)
+    later = None
+    try:
+        wait_until(lambda: (retained_instance(mosquitto.port) or {}).get("instance") == earlier._instance["instance"],
+                   15, message="the earlier one's record retained")
+        later = Link(mosquitto.port, key=KEY)
+        wait_until(lambda: later.stats()["backing_off"], 20, message="the later one to back off")
+        assert not earlier.stats()["backing_off"]
+    finally:
+        if later:
+            later.stop()
+        earlier.stop()
 
 
 # --- run as a script: one link in a process of its own ------------------------------------------------------
