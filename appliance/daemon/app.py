@@ -61,6 +61,7 @@ class App:
         self.supervisor = Supervisor(self.stop_event)
         self.started_at = time.monotonic()
         self.mqtt = self.camera = self.pipeline = self.host = self.plan = None
+        self._command_key = None
         self.detectors = []
         self.engine = self.commands = self.rebuilder = None
         self.frame_size = None
@@ -141,7 +142,10 @@ class App:
     def _connect_mqtt(self):
         settings = self.config.mqtt
         password = configuration.secret(settings.password_file, "mqtt.password_file", "mqtt_password")
-        self.mqtt = MqttLink(settings, self.topics, password, on_state=self._refresh_status)
+        # The command key also signs our instance record: a forged one then never makes this device back off.
+        self._command_key = configuration.secret(self.config.commands.key_file, "commands.key_file", "command_key")
+        self.mqtt = MqttLink(settings, self.topics, password, on_state=self._refresh_status,
+                             instance_key=self._command_key)
         self.mqtt.start(self.supervisor)
 
     def _start_camera(self):
@@ -197,7 +201,7 @@ class App:
         """Signed commands on PREFIX/DEVICE/cmd/NAME and PREFIX/all/cmd/NAME, from a table of handlers; from
         the start, so that `status` answers during a long first-boot build."""
         settings = self.config.commands
-        key = configuration.secret(settings.key_file, "commands.key_file", "command_key")
+        key = self._command_key
         state_dir = settings.state_dir
         try:
             os.makedirs(state_dir, exist_ok=True)
