@@ -8,6 +8,25 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(REPO_ROOT, "tests")   # the shared helpers (brokers, fakes, data) live here, beside the folders
 sys.path.insert(0, os.path.join(REPO_ROOT, "scripts"))
 sys.path.insert(0, TESTS)
+BUILD_FAULTS = os.path.join(TESTS, "build_faults")   # a sitecustomize that injects build faults (see there)
+
+
+def build_fault_env(fault, root=None):
+    """The environment that makes a process's build children do `fault` (FACEWATCH_BUILD_FAULT, see
+    tests/build_faults/sitecustomize.py): for env= of a daemon or a CLI run. `root`: where that process
+    sees this tree (the systemd box's /srv/facewatch-src); without it, this checkout's folder goes before
+    any PYTHONPATH already set."""
+    if root is not None:
+        path = os.path.join(root, os.path.relpath(BUILD_FAULTS, REPO_ROOT))
+    else:
+        path = os.pathsep.join([BUILD_FAULTS] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    return {"FACEWATCH_BUILD_FAULT": fault, "PYTHONPATH": path}
+
+
+def set_build_fault(monkeypatch, fault):
+    """The build children of this test (run_build, EngineManager in this process) do `fault`."""
+    for name, value in build_fault_env(fault).items():
+        monkeypatch.setenv(name, value)
 
 
 def run_cli(*args, **kwargs):

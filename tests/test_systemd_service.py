@@ -11,7 +11,7 @@ import time
 import pytest
 
 from brokers import Mosquitto, Recorder, wait_until
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, build_fault_env
 from figures import record
 from systemd_box import SOURCE_IN_BOX, SystemdBox, refusal
 
@@ -154,7 +154,8 @@ def test_a_bad_configuration_fails_with_exit_2_and_is_not_restarted(box, broker)
 
 
 def test_a_first_boot_build_silent_for_longer_than_the_start_timeout_reaches_ready(box, broker):
-    configure(box, broker, dropin="TimeoutStartSec=5\nEnvironment=FACEWATCH_BUILD_FAULT=silent:12\n")
+    configure(box, broker, dropin="TimeoutStartSec=5\n" + "".join(
+        "Environment={}={}\n".format(*item) for item in sorted(build_fault_env("silent:12", SOURCE_IN_BOX).items())))
     box.run("rm", "-rf", "/var/lib/facewatch/engines", check=True)
     started = time.monotonic()
     result = box.run("systemctl", "start", "facewatch", timeout=300)

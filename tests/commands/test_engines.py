@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from conftest import REPO_ROOT, run_cli
+from conftest import REPO_ROOT, build_fault_env, run_cli
 
 
 def test_build_then_reuse_then_list(tmp_path):
@@ -52,7 +52,7 @@ def test_strict_refuses_an_unmet_precision_with_exit_2(tmp_path):
 
 
 def test_a_failed_build_exits_1(tmp_path):
-    result = run_cli("engines", "build", "--cache-dir", tmp_path, env={"FACEWATCH_BUILD_FAULT": "sigkill"})
+    result = run_cli("engines", "build", "--cache-dir", tmp_path, env=build_fault_env("sigkill"))
     assert result.returncode == 1
     assert "no engine could be built" in result.stderr and "SIGKILL" in result.stderr
 

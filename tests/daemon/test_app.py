@@ -7,6 +7,7 @@ import time
 import pytest
 
 from brokers import Mosquitto, Recorder, wait_until
+from conftest import build_fault_env
 from appliance.engine.evaluation import match_counts
 
 PREFIX = "facewatch/testcam"
@@ -116,7 +117,7 @@ def test_a_broker_restart_is_survived(tmp_path, mosquitto, daemon_factory, clip)
 def test_sigterm_during_a_silent_first_boot_build_stops_cleanly(mosquitto, daemon_factory, clip):
     recorder = Recorder(mosquitto.port, PREFIX + "/#")
     daemon = daemon_factory(mosquitto.port, {"source": clip[0], "loop": True},
-                            env={"FACEWATCH_BUILD_FAULT": "hang"})
+                            env=build_fault_env("hang"))
     wait_until(lambda: [e for e in recorder.json_on("engine") if e["state"] == "building" and e["phase"] != "starting"],
                60, message="the build to be under way")
     started = time.monotonic()
@@ -141,7 +142,7 @@ def test_a_start_that_fails_says_why_on_the_engine_topic(tmp_path, mosquitto, da
 
 def test_a_stop_during_the_first_build_leaves_no_build_in_progress_retained(mosquitto, daemon_factory, clip):
     recorder = Recorder(mosquitto.port, PREFIX + "/#")
-    daemon = daemon_factory(mosquitto.port, {"source": clip[0], "loop": True}, env={"FACEWATCH_BUILD_FAULT": "hang"})
+    daemon = daemon_factory(mosquitto.port, {"source": clip[0], "loop": True}, env=build_fault_env("hang"))
     wait_until(lambda: [e for e in recorder.json_on("engine") if e["state"] == "building"], 60, message="building")
     daemon.process.send_signal(signal.SIGTERM)
     assert daemon.process.wait(timeout=10) == 0

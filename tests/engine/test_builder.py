@@ -10,6 +10,7 @@ import pytest
 
 from appliance.engine.builder import BuildCrashed, BuildFailed, run_build
 from appliance.errors import Cancelled
+from conftest import build_fault_env, set_build_fault
 
 
 def job_for(model, output):
@@ -56,7 +57,7 @@ def test_a_build_reports_its_phases_and_leaves_no_job_file(model, tmp_path):
 
 
 def test_a_silent_build_is_ended_by_its_timeout(model, tmp_path, monkeypatch):
-    monkeypatch.setenv("FACEWATCH_BUILD_FAULT", "hang")
+    set_build_fault(monkeypatch, "hang")
     beats = []
     started = time.monotonic()
     with pytest.raises(BuildFailed, match="ran past its 3 s limit"):
@@ -68,7 +69,7 @@ def test_a_silent_build_is_ended_by_its_timeout(model, tmp_path, monkeypatch):
 
 
 def test_a_cancelled_build_stops_at_once(model, tmp_path, monkeypatch):
-    monkeypatch.setenv("FACEWATCH_BUILD_FAULT", "hang")
+    set_build_fault(monkeypatch, "hang")
     cancel = threading.Event()
     phases = []
 
@@ -81,7 +82,7 @@ def test_a_cancelled_build_stops_at_once(model, tmp_path, monkeypatch):
 
 
 def test_a_killed_child_is_a_crash_worth_a_retry(model, tmp_path, monkeypatch):
-    monkeypatch.setenv("FACEWATCH_BUILD_FAULT", "sigkill")
+    set_build_fault(monkeypatch, "sigkill")
     with pytest.raises(BuildCrashed, match="killed by SIGKILL"):
         run_build(job_for(model, str(tmp_path / "e.engine")), lambda *a: None)
 
@@ -96,7 +97,7 @@ def test_a_build_child_dies_with_its_parent(model, tmp_path):
             "from appliance.engine.builder import run_build\n"
             "job = json.loads(sys.argv[1])\n"
             "run_build(job, lambda p, f, e: print('phase', p, flush=True))\n")
-    env = dict(os.environ, FACEWATCH_BUILD_FAULT="hang")
+    env = dict(os.environ, **build_fault_env("hang"))
     parent = subprocess.Popen([sys.executable, "-c", code, __import__("json").dumps(job_for(model, str(tmp_path / "e")))],
                               stdout=subprocess.PIPE, universal_newlines=True, env=env)
     assert parent.stdout.readline().startswith("phase")
@@ -108,7 +109,7 @@ def test_a_build_child_dies_with_its_parent(model, tmp_path):
 
 def test_a_silent_build_that_works_keeps_its_heartbeat_and_finishes(model, tmp_path, monkeypatch):
     """As TensorRT before 10.x: nothing reported for seconds, CPU time used: the heartbeat goes on."""
-    monkeypatch.setenv("FACEWATCH_BUILD_FAULT", "silent:3")
+    set_build_fault(monkeypatch, "silent:3")
     beats = []
     run_build(job_for(model, str(tmp_path / "e.engine")), lambda *a: None, stall_timeout=2.0,
               heartbeat=lambda elapsed, cpu: beats.append((elapsed, cpu)))
@@ -116,7 +117,14 @@ def test_a_silent_build_that_works_keeps_its_heartbeat_and_finishes(model, tmp_p
 
 
 def test_a_build_with_no_output_and_no_cpu_time_is_stopped_as_hung(model, tmp_path, monkeypatch):
-    monkeypatch.setenv("FACEWATCH_BUILD_FAULT", "hang")
+    set_build_fault(monkeypatch, "hang")
     with pytest.raises(BuildFailed, match="made no progress for [0-9]+ s .no output, no CPU time used"):
         run_build(job_for(model, str(tmp_path / "e.engine")), lambda *a: None, stall_timeout=2.0)
     assert not worker_processes()
+
+
+def test_the_shipped_build_child_has_no_fault_hook(model, tmp_path, monkeypatch):
+    """FACEWATCH_BUILD_FAULT means something only with tests/build_faults on the child's PYTHONPATH."""
+    monkeypatch.setenv("FACEWATCH_BUILD_FAULT", "sigkill")
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    assert run_build(job_for(model, str(tmp_path / "e.engine")), lambda *a: None) > 0

@@ -11,6 +11,7 @@ from appliance.engine import manager as engine_manager
 from appliance.engine.manager import EngineFailed, EngineManager
 from appliance.files import file_sha256
 from appliance.images import read_image
+from conftest import set_build_fault
 
 
 @pytest.fixture
@@ -126,7 +127,7 @@ def test_a_damaged_engine_is_rebuilt_and_the_log_says_why(manager, caplog, damag
 
 
 def test_a_crashed_build_is_retried_once_with_half_the_workspace(manager, reports, monkeypatch):
-    monkeypatch.setenv("FACEWATCH_BUILD_FAULT", "sigkill:workspace>=256")
+    set_build_fault(monkeypatch, "sigkill:workspace>=256")
     engine = manager.ensure("fp32")
     assert engine.built_now and engine.sidecar["workspace_mb"] == 128
     assert "killed by SIGKILL" in engine.fallback_reason and "128 MiB" in engine.fallback_reason
@@ -134,7 +135,7 @@ def test_a_crashed_build_is_retried_once_with_half_the_workspace(manager, report
 
 
 def test_a_build_that_always_crashes_fails_and_reports_it(manager, reports, monkeypatch):
-    monkeypatch.setenv("FACEWATCH_BUILD_FAULT", "sigkill")
+    set_build_fault(monkeypatch, "sigkill")
     with pytest.raises(EngineFailed, match="killed by SIGKILL"):
         manager.ensure("fp32")
     assert reports[-1]["state"] == "failed" and "SIGKILL" in reports[-1]["error"]

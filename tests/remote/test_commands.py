@@ -10,7 +10,7 @@ import pytest
 from appliance.remote.envelope import sign
 from brokers import Recorder, wait_until
 from conftest import COMMAND_KEY as KEY
-from conftest import run_cli
+from conftest import build_fault_env, run_cli
 from figures import record
 
 PREFIX = "facewatch/testcam"
@@ -143,7 +143,7 @@ def test_a_second_rebuild_while_one_runs_is_rejected_naming_it_and_sigterm_stops
     cache = str(tmp_path / "engines")
     assert run_cli("engines", "build", "--cache-dir", cache).returncode == 0  # first boot reuses it: no build
     recorder = Recorder(mosquitto.port, PREFIX + "/#")
-    daemon = start(daemon_factory, mosquitto.port, clip, key_file, env={"FACEWATCH_BUILD_FAULT": "hang"},
+    daemon = start(daemon_factory, mosquitto.port, clip, key_file, env=build_fault_env("hang"),
                    engine={"cache_dir": cache})
     wait_until(lambda: len(recorder.on("detections")) >= 5, 60, message="detections")
     sender = client(mosquitto.port)
@@ -167,7 +167,7 @@ def test_a_flood_of_signed_rebuilds_leaves_detection_running_and_one_build(tmp_p
     cache = str(tmp_path / "engines")
     assert run_cli("engines", "build", "--cache-dir", cache).returncode == 0
     recorder = Recorder(mosquitto.port, PREFIX + "/#")
-    daemon = start(daemon_factory, mosquitto.port, clip, key_file, env={"FACEWATCH_BUILD_FAULT": "hang"},
+    daemon = start(daemon_factory, mosquitto.port, clip, key_file, env=build_fault_env("hang"),
                    engine={"cache_dir": cache})
     wait_until(lambda: len(recorder.on("detections")) >= 5, 60, message="detections")
     sender = client(mosquitto.port)
@@ -191,7 +191,7 @@ def test_a_failed_rebuild_leaves_the_old_engine_serving_and_says_why(tmp_path, m
     cache = str(tmp_path / "engines")
     assert run_cli("engines", "build", "--cache-dir", cache).returncode == 0
     recorder = Recorder(mosquitto.port, PREFIX + "/#")
-    start(daemon_factory, mosquitto.port, clip, key_file, env={"FACEWATCH_BUILD_FAULT": "sigkill"},
+    start(daemon_factory, mosquitto.port, clip, key_file, env=build_fault_env("sigkill"),
           engine={"cache_dir": cache})
     wait_until(lambda: len(recorder.on("detections")) >= 5, 60, message="detections")
     serving = recorder.json_on("engine")[-1]["key"]
@@ -245,7 +245,7 @@ def test_mqtt5_response_topic_and_correlation_data_are_honoured_for_signed_comma
 
 def test_status_answers_during_the_first_boot_build_and_a_rebuild_waits(mosquitto, daemon_factory, clip, key_file):
     recorder = Recorder(mosquitto.port, PREFIX + "/#")
-    start(daemon_factory, mosquitto.port, clip, key_file, env={"FACEWATCH_BUILD_FAULT": "hang"})
+    start(daemon_factory, mosquitto.port, clip, key_file, env=build_fault_env("hang"))
     wait_until(lambda: [e for e in recorder.json_on("engine") if e["state"] == "building"], 60, message="the build")
     sender = client(mosquitto.port)
     status = final(recorder, send(sender, envelope()), timeout=30)
