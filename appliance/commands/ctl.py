@@ -18,6 +18,7 @@ import time
 from appliance.backends import PRECISION_CHOICES
 from appliance.commands import arguments
 from appliance.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from appliance.mqtt.topics import ALL_DEVICES, Topics, answering
 from appliance.untrusted import shown
 
 DEFAULT_TIMEOUTS = {"rebuild": 3600.0, "status": 10.0, "snapshot": 10.0}
@@ -74,7 +75,7 @@ def run(args):
         command_args = rebuild_args(args) if args.action == "rebuild" else {}
         sent = controller.send(args.action, args.target, command_args, key)
         deadline = time.monotonic() + (args.timeout or DEFAULT_TIMEOUTS[args.action])
-        follow = follow_fleet if args.target == "all" else follow_one
+        follow = follow_fleet if args.target == ALL_DEVICES else follow_one
         code = follow(controller, sent, deadline, args)
         if controller.inbox.dropped:
             print("facewatch ctl: {} messages were dropped unread: more came at once than ctl holds".format(
@@ -122,9 +123,9 @@ def follow_one(controller, sent, deadline, args):
                 return EXIT_BY_STATE[reply.state]
     finally:
         bar.finish()
-    print("facewatch ctl: no {} from {} within {:.0f} s (is it online? see {}/{}/status)".format(
+    print("facewatch ctl: no {} from {} within {:.0f} s (is it online? see {})".format(
         "outcome" if args.action == "rebuild" else "reply", args.target, args.timeout or DEFAULT_TIMEOUTS[args.action],
-        controller.prefix, args.target), file=sys.stderr)
+        Topics(controller.prefix, args.target).status), file=sys.stderr)
     return EXIT_FAILURE
 
 
@@ -264,9 +265,7 @@ def duration(seconds):
 
 
 def watch(controller, args):
-    device = "+" if args.target == "all" else args.target
-    controller.subscribe(["{}/{}/{}".format(controller.prefix, device, kind)
-                          for kind in ("status", "engine", "telemetry")])
+    controller.subscribe(list(answering(controller.prefix, args.target).watched))
     try:
         for topic, payload in controller.follow():
             if topic is None:

@@ -145,10 +145,11 @@ class Watcher:
     shown but not counted)."""
 
     def __init__(self, config, host, port):
+        from appliance.mqtt.topics import Topics
         from appliance.remote.client import Controller
         self.counts = {}
         self._controller = Controller(host, port, config.mqtt.prefix, protocol="3.1.1", on_message=self._on_message)
-        self._controller.subscribe(["{}/{}/#".format(config.mqtt.prefix, DEMO_DEVICE)])
+        self._controller.subscribe([Topics(config.mqtt.prefix, DEMO_DEVICE).everything])
 
     def _on_message(self, topic, payload, retained):
         kind = topic.rsplit("/", 1)[-1]

@@ -29,9 +29,6 @@ except ImportError:  # pragma: no cover - older Pythons, Jetson's 3.6 included
 DEFAULT_PATH = "/etc/facewatch/facewatch.toml"
 MAX_CONFIG_BYTES = 1 << 20
 MAX_STRING = 4096
-# The longest topic facewatch uses below PREFIX/DEVICE, and below the Home Assistant prefix.
-LONGEST_TOPIC_SUFFIX = "/telemetry"
-LONGEST_DISCOVERY_SUFFIX = "/binary_sensor/facewatch_{}/face_present/config"
 
 Field = NamedTuple("Field", [
     ("kind", Any),            # bool, int, float, str, or (int, str) for either
@@ -294,13 +291,20 @@ def check_relations(sections):
     if problem and not mqtt.device_id:
         errors.append((("mqtt.device_id",), "mqtt.device_id: empty, so the host name {!r} is used, which {}; set "
                        "mqtt.device_id".format(device, problem)))
-    topic = "{}/{}{}".format(mqtt.prefix, device, LONGEST_TOPIC_SUFFIX)
-    problem = validators.topic_length(topic) or validators.topic_length(
-        sections["homeassistant"].prefix + LONGEST_DISCOVERY_SUFFIX.format(device))
+    problem = validators.topic_length(longest_topic(mqtt.prefix, device, sections["homeassistant"]))
     if problem:
         errors.append((("mqtt.prefix", "mqtt.device_id", "homeassistant.prefix"),
                        "mqtt.prefix: with mqtt.device_id and homeassistant.prefix it " + problem))
     return errors
+
+
+def longest_topic(prefix, device, discovery):
+    """The longest topic facewatch publishes under PREFIX/DEVICE and on Home Assistant's discovery prefix, as
+    mqtt.topics and mqtt.homeassistant build them."""
+    from appliance.mqtt import homeassistant, topics
+    names = topics.Topics(prefix, device)
+    published = names.published + tuple(homeassistant.discovery_configs(discovery, names, version=""))
+    return max(published, key=lambda topic: len(topic.encode("utf-8", "surrogatepass")))
 
 
 def effective_device_id(mqtt):

@@ -7,13 +7,17 @@ import time
 
 SCHEMA_VERSION = 1
 
-ALL_DEVICES = "all"
+ALL_DEVICES = "all"     # PREFIX/all/cmd/NAME: a command to every device
+ANY_DEVICE = "+"        # in a subscription: the topic of every device (MQTT's one-level wildcard)
 ONLINE = "online"
 OFFLINE = "offline"
 STOPPED = "stopped"
 
 
 class Topics:
+    """The topics of one device, PREFIX/DEVICE/...; with device ANY_DEVICE, the patterns that match those
+    of every device (to subscribe to)."""
+
     def __init__(self, prefix, device):
         self.prefix = prefix
         self.device = device
@@ -25,7 +29,15 @@ class Topics:
         self.reply = base + "/reply"
         self.instance = base + "/instance"
         self.snapshot = base + "/snapshot"
-        self.commands = (base + "/cmd/+", "{}/{}/cmd/+".format(prefix, ALL_DEVICES))
+        self.everything = base + "/#"
+        self.published = (self.status, self.engine, self.detections, self.telemetry, self.reply, self.instance,
+                          self.snapshot)
+        self.watched = (self.status, self.engine, self.telemetry)   # what `facewatch ctl watch` follows
+        self.commands = (self.command("+"), command_topic(prefix, ALL_DEVICES, "+"))
+
+    def command(self, name):
+        """PREFIX/DEVICE/cmd/NAME (with DEVICE "all": every device's)."""
+        return command_topic(self.prefix, self.device, name)
 
     def command_target(self, topic):
         """(DEVICE or "all", NAME) for PREFIX/DEVICE/cmd/NAME or PREFIX/all/cmd/NAME; None for others."""
@@ -34,6 +46,16 @@ class Topics:
             if topic.startswith(head) and topic[len(head):] and "/" not in topic[len(head):]:
                 return target, topic[len(head):]
         return None
+
+
+def command_topic(prefix, device, name):
+    return "{}/{}/cmd/{}".format(prefix, device, name)
+
+
+def answering(prefix, target):
+    """The Topics whose messages answer a command to `target`: that device's, or for ALL_DEVICES the
+    patterns of every device's (PREFIX/+/reply ...)."""
+    return Topics(prefix, ANY_DEVICE if target == ALL_DEVICES else target)
 
 
 def encode(payload):

@@ -126,8 +126,8 @@ class Controller:
             raise UsageError("the command would be a payload of {} bytes (UTF-8, as sent); a device accepts at "
                              "most {}: the device id is too long".format(len(payload), MAX_PAYLOAD_BYTES))
         sent = Sent(envelope["id"], command, device, hashlib.sha256(payload).hexdigest())
-        self.subscribe(["{}/{}/reply".format(self.prefix, "+" if device == contract.ALL_DEVICES else device)])
-        info = self._client.publish("{}/{}/cmd/{}".format(self.prefix, device, command), payload, qos=1)
+        self.subscribe([contract.answering(self.prefix, device).reply])
+        info = self._client.publish(contract.Topics(self.prefix, device).command(command), payload, qos=1)
         info.wait_for_publish(CONNECT_TIMEOUT)
         return sent
 
