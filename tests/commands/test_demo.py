@@ -49,7 +49,7 @@ def most_faces_in_the_clip():
 def run_demo_without_mosquitto(tmp_path, *args, **kwargs):
     """`facewatch demo ARGS` on a host without mosquitto: nothing on PATH, none where Debian puts it;
     with amqtt=False, amqtt not importable either."""
-    code = ("import sys\nfrom appliance import cli, demo_broker\ndemo_broker.MOSQUITTO_FALLBACKS = ()\n"
+    code = ("import sys\nfrom appliance.commands import cli, demo_broker\ndemo_broker.MOSQUITTO_FALLBACKS = ()\n"
             "{}sys.exit(cli.main(sys.argv[1:]))\n").format(
                 "" if kwargs.get("amqtt", True) else "sys.modules['amqtt'] = None\n")
     empty = tmp_path / "empty-bin"
