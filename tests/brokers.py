@@ -8,6 +8,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 
 import paho.mqtt.client as paho
 
@@ -47,6 +48,17 @@ def refuses(port):
 def leftovers(folder):
     """facewatch's temporary folders (a private broker's) left in `folder`."""
     return [name for name in os.listdir(str(folder)) if name.startswith("facewatch-")]
+
+
+def paho_client(port, protocol=paho.MQTTv311, client_id=None, name="test-client"):
+    """A paho client connected to 127.0.0.1:port with its network loop running (paho 1.6 and 2.x)."""
+    kwargs = {"client_id": client_id or "{}-{}".format(name, uuid.uuid4().hex[:8]), "protocol": protocol}
+    if hasattr(paho, "CallbackAPIVersion"):
+        kwargs["callback_api_version"] = paho.CallbackAPIVersion.VERSION2
+    client = paho.Client(**kwargs)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    return client
 
 
 def wait_until(predicate, timeout, interval=0.05, message="condition"):

@@ -9,25 +9,13 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 
-import paho.mqtt.client as paho
 import pytest
 
-from brokers import Recorder, wait_until
+from brokers import Recorder, paho_client, wait_until
 from conftest import run_cli
 
 PREFIX = "facewatch"
-
-
-def paho_client(port, protocol=paho.MQTTv311):
-    kwargs = {"client_id": "test-device-" + uuid.uuid4().hex[:8], "protocol": protocol}
-    if hasattr(paho, "CallbackAPIVersion"):
-        kwargs["callback_api_version"] = paho.CallbackAPIVersion.VERSION2
-    client = paho.Client(**kwargs)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    return client
 
 
 class FakeDevice:

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 
 import paho.mqtt.client as paho
 import pytest
@@ -25,7 +24,7 @@ from appliance.mqtt.link import MAX_INCOMING_PACKET, SECOND_INSTANCE, MqttLink, 
 from appliance.mqtt.topics import Topics
 from appliance.untrusted import Refused
 from appliance.daemon.supervisor import Supervisor
-from brokers import Mosquitto, Recorder, wait_until
+from brokers import Mosquitto, Recorder, paho_client, wait_until
 from figures import record
 from conftest import TESTS
 
@@ -91,11 +90,7 @@ class LinkProcess:
 
 
 def client(port, protocol=paho.MQTTv311, client_id=None):
-    kwargs = {"callback_api_version": paho.CallbackAPIVersion.VERSION2} if hasattr(paho, "CallbackAPIVersion") else {}
-    publisher = paho.Client(client_id=client_id or "hostile-" + uuid.uuid4().hex[:12], protocol=protocol, **kwargs)
-    publisher.connect("127.0.0.1", port)
-    publisher.loop_start()
-    return publisher
+    return paho_client(port, protocol, client_id, name="hostile")
 
 
 def publish(publisher, topic, payload, retain=False, qos=1):

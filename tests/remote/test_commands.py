@@ -8,7 +8,7 @@ import paho.mqtt.client as paho
 import pytest
 
 from appliance.remote.envelope import sign
-from brokers import Recorder, wait_until
+from brokers import Recorder, paho_client, wait_until
 from conftest import COMMAND_KEY as KEY
 from conftest import build_fault_env, run_cli
 from figures import record
@@ -23,13 +23,7 @@ def envelope(command="status", device="testcam", key=KEY, ts=None, **args):
 
 
 def client(port, protocol=paho.MQTTv311):
-    kwargs = {"client_id": "test-sender-" + uuid.uuid4().hex[:8], "protocol": protocol}
-    if hasattr(paho, "CallbackAPIVersion"):
-        kwargs["callback_api_version"] = paho.CallbackAPIVersion.VERSION2
-    sender = paho.Client(**kwargs)
-    sender.connect("127.0.0.1", port)
-    sender.loop_start()
-    return sender
+    return paho_client(port, protocol, name="test-sender")
 
 
 def send(sender, document, command=None, device="testcam", raw=None):
