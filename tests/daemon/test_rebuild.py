@@ -268,13 +268,19 @@ def test_switching_between_three_frame_sizes_again_and_again_does_not_grow_the_m
     try:
         for size in (HD, PORTRAIT, VGA):     # each engine built once
             switch(size)
-        before = psutil.Process().memory_info().rss
+        after_cycle = [psutil.Process().memory_info().rss]
         for turn in range(8):
             for size in (HD, PORTRAIT, VGA):
                 switch(size)
-        grown = psutil.Process().memory_info().rss - before
+            after_cycle.append(psutil.Process().memory_info().rss)
     finally:
         stop.set()
         assert supervisor.join(pipeline.threads, 10) == []
         pipeline.close_detectors()
-    assert grown < 50 * MIB, "{:.0f} MB more after 24 switches".format(grown / MIB)
+    # A leak grows every cycle of three switches (the old code: about 26 MB each); a one-time step (an
+    # allocator arena taken under load, seen in CI as +69 MB in one run) lands in one. So the judgement is
+    # the median growth per cycle after the first few, not first-to-last.
+    growth = sorted(b - a for a, b in zip(after_cycle[3:], after_cycle[4:]))
+    median = growth[len(growth) // 2]
+    assert median < 8 * MIB, "RSS grew {:.1f} MB per cycle of three switches (each cycle: {})".format(
+        median / MIB, ", ".join("{:+.1f}".format(g / MIB) for g in growth))
