@@ -229,6 +229,7 @@ class Camera:
         return False
 
 
+@pytest.mark.slow
 def test_switching_between_three_frame_sizes_again_and_again_does_not_grow_the_memory(tmp_path):
     """Every switch loads an engine (two ONNX Runtime sessions) while two inference threads detect; the
     sessions closed must give their memory back (was: +140 MB in 40 switches)."""

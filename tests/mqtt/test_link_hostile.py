@@ -127,6 +127,7 @@ def test_an_mqtt5_link_asks_the_broker_for_packets_of_at_most_64_kib():
     assert MAX_INCOMING_PACKET >= 8 * MAX_PAYLOAD_BYTES
 
 
+@pytest.mark.slow
 def test_200_mb_publishes_on_the_command_and_instance_topics_never_reach_an_mqtt5_link(mosquitto):
     publisher = client(mosquitto.port)
     child = None

@@ -96,6 +96,7 @@ def processed(recorder):
     return telemetry[-1]["processed"] if telemetry else 0
 
 
+@pytest.mark.slow
 def test_generated_payloads_through_a_real_broker_leave_every_thread_running(mosquitto, daemon_factory, clip,
                                                                             key_file):
     recorder = Recorder(mosquitto.port, PREFIX + "/#")
@@ -133,6 +134,7 @@ def the_reports_payloads(now):
     return {"overflow": overflow, "nested": nested}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("topic", ["facewatch/all/cmd/status", PREFIX + "/cmd/status"])
 def test_the_reports_payloads_retained_are_rejected_at_every_start(mosquitto, daemon_factory, clip, key_file, topic):
     """Issue 18: published retained, the overflowing ts killed every device at every start (0.63 s)."""
